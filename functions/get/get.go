@@ -1,0 +1,47 @@
+// Package get serves GET /user/{id}.
+package get
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/example/users/pkg/problem"
+	"github.com/example/users/pkg/user"
+)
+
+// Getter finds one user; see store.Store.Get.
+type Getter interface {
+	Get(ctx context.Context, id int64) (user.User, error)
+}
+
+// Handler serves one user.
+type Handler struct {
+	users  Getter
+	logger *slog.Logger
+}
+
+// New returns the get handler. It reads the id from the path value "id".
+func New(users Getter, logger *slog.Logger) *Handler {
+	return &Handler{users: users, logger: logger}
+}
+
+// ServeHTTP answers 200 with the user or 404.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		problem.Write(w, problem.New(http.StatusNotFound, "no such user"))
+		return
+	}
+	u, err := h.users.Get(r.Context(), id)
+	if err != nil {
+		problem.Error(w, r, h.logger, err)
+		return
+	}
+	b := u.AppendJSON(make([]byte, 0, 256))
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}

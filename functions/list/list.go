@@ -1,0 +1,155 @@
+// Package list serves GET /user: every user, or one keyset page of them.
+package list
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/example/users/pkg/problem"
+	"github.com/example/users/pkg/user"
+)
+
+// MaxLimit is the largest page a client may ask for.
+const MaxLimit = 1000
+
+// flushAt is how much JSON is gathered before it is written. Until the
+// first write the status can still change, so an early database error is
+// a clean 503; after it, rows go out as they are read.
+const flushAt = 32 << 10
+
+// Lister walks users in id order; see store.Store.List.
+type Lister interface {
+	List(ctx context.Context, after int64, limit int, fn func(*user.User) error) error
+}
+
+// Handler serves the list.
+type Handler struct {
+	users  Lister
+	logger *slog.Logger
+}
+
+// New returns the list handler.
+func New(users Lister, logger *slog.Logger) *Handler {
+	return &Handler{users: users, logger: logger}
+}
+
+type page struct {
+	after int64
+	limit int // 0: everything
+}
+
+func parsePage(q url.Values) (page, error) {
+	var p page
+	var errs []user.FieldError
+	if vs, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(vs[0])
+		if len(vs) != 1 || err != nil || n < 1 || n > MaxLimit {
+			errs = append(errs, user.FieldError{Field: "limit", Message: "must be one integer from 1 to 1000"})
+		}
+		p.limit = n
+	}
+	if vs, ok := q["after"]; ok {
+		n, err := strconv.ParseInt(vs[0], 10, 64)
+		if len(vs) != 1 || err != nil || n < 0 {
+			errs = append(errs, user.FieldError{Field: "after", Message: "must be one non-negative integer id"})
+		}
+		p.after = n
+	}
+	if len(errs) > 0 {
+		return page{}, &user.ValidationError{Errors: errs}
+	}
+	return p, nil
+}
+
+// ServeHTTP writes a JSON array of users ordered by id.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, err := parsePage(r.URL.Query())
+	if err != nil {
+		problem.Error(w, r, h.logger, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if p.limit > 0 {
+		h.servePage(w, r, p)
+		return
+	}
+	h.serveAll(w, r, p.after)
+}
+
+// servePage reads one row more than asked to learn whether a next page
+// exists, because the Link header must be sent before the body.
+func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, p page) {
+	buf := make([]byte, 0, 4096)
+	buf = append(buf, '[')
+	n := 0
+	var last int64
+	err := h.users.List(r.Context(), p.after, p.limit+1, func(u *user.User) error {
+		if n == p.limit {
+			n++
+			return nil
+		}
+		if n > 0 {
+			buf = append(buf, ',')
+		}
+		buf = u.AppendJSON(buf)
+		last = u.ID
+		n++
+		return nil
+	})
+	if err != nil {
+		w.Header().Del("Content-Type")
+		problem.Error(w, r, h.logger, err)
+		return
+	}
+	if n > p.limit {
+		next := url.Values{"after": {strconv.FormatInt(last, 10)}, "limit": {strconv.Itoa(p.limit)}}
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
+	}
+	buf = append(buf, ']', '\n')
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	_, _ = w.Write(buf)
+}
+
+var errWrite = errors.New("write to client failed")
+
+func (h *Handler) serveAll(w http.ResponseWriter, r *http.Request, after int64) {
+	buf := make([]byte, 0, flushAt+512)
+	buf = append(buf, '[')
+	started := false // whether anything was written to w
+	first := true
+	err := h.users.List(r.Context(), after, 0, func(u *user.User) error {
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = u.AppendJSON(buf)
+		if len(buf) >= flushAt {
+			started = true
+			if _, err := w.Write(buf); err != nil {
+				return errWrite
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		buf = append(buf, ']', '\n')
+		_, _ = w.Write(buf)
+	case errors.Is(err, errWrite):
+		// The client went away; nothing more to tell it.
+	case !started:
+		w.Header().Del("Content-Type")
+		problem.Error(w, r, h.logger, err)
+	default:
+		// The status line is gone; a truncated body is the only honest
+		// signal left. Aborting the connection makes the client see an
+		// error instead of a short but valid-looking array.
+		h.logger.ErrorContext(r.Context(), "list failed mid-stream", slog.String("error", err.Error()))
+		panic(http.ErrAbortHandler)
+	}
+}

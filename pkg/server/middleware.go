@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/example/users/pkg/problem"
+	"github.com/example/users/pkg/requestid"
+)
+
+// Middleware wraps h with, from the outside in: request ids, one access
+// log line per request, panic recovery and a deadline on the request's
+// context.
+func Middleware(h http.Handler, logger *slog.Logger, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(requestid.Header)
+		if !requestid.Valid(id) {
+			id = requestid.New()
+		}
+		w.Header().Set(requestid.Header, id)
+		ctx, cancel := context.WithTimeout(requestid.With(r.Context(), id), timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		rec := &recorder{ResponseWriter: w}
+
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					logAccess(logger, r, rec, start, id)
+					panic(v)
+				}
+				logger.LogAttrs(ctx, slog.LevelError, "panic",
+					slog.String("request_id", id),
+					slog.Any("panic", v),
+					slog.String("stack", string(debug.Stack())))
+				if !rec.wrote {
+					problem.Write(rec, problem.New(http.StatusInternalServerError, "internal error"))
+				}
+			}
+			logAccess(logger, r, rec, start, id)
+		}()
+		h.ServeHTTP(rec, r)
+	})
+}
+
+func logAccess(logger *slog.Logger, r *http.Request, rec *recorder, start time.Time, id string) {
+	level := slog.LevelInfo
+	// Probes arrive every few seconds from several sources; at info they
+	// would drown the log.
+	if strings.HasPrefix(r.URL.Path, "/-/") || strings.HasPrefix(r.URL.Path, "/health/") {
+		level = slog.LevelDebug
+	}
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	logger.LogAttrs(r.Context(), level, "request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("request_id", id),
+	)
+}
+
+// recorder remembers the status and size of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's Flush and
+// deadlines.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

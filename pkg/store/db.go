@@ -1,0 +1,49 @@
+// Package store keeps users in PostgreSQL through bun.
+package store
+
+import (
+	"crypto/tls"
+	"database/sql"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/example/users/pkg/config"
+)
+
+// Open returns a bun.DB for cfg. It does not connect: the pool dials on
+// first use, so the process can start (and report not-ready) while the
+// database is still down.
+func Open(cfg config.Database, appName string) *bun.DB {
+	opts := []pgdriver.Option{
+		pgdriver.WithAddr(net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))),
+		pgdriver.WithUser(cfg.User),
+		pgdriver.WithPassword(cfg.Password),
+		pgdriver.WithDatabase(cfg.Name),
+		pgdriver.WithApplicationName(appName),
+		pgdriver.WithDialTimeout(cfg.DialTimeout),
+		pgdriver.WithReadTimeout(cfg.QueryTimeout),
+		pgdriver.WithWriteTimeout(cfg.QueryTimeout),
+	}
+	switch cfg.SSLMode {
+	case config.SSLRequire:
+		// Encrypted but unverified, as libpq's sslmode=require.
+		opts = append(opts, pgdriver.WithTLSConfig(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})) //nolint:gosec // that is what require means
+	case config.SSLVerifyFull:
+		opts = append(opts, pgdriver.WithTLSConfig(&tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}))
+	default:
+		// pgdriver tries TLS unless told otherwise.
+		opts = append(opts, pgdriver.WithInsecure(true))
+	}
+	sqldb := sql.OpenDB(pgdriver.NewConnector(opts...))
+	sqldb.SetMaxOpenConns(cfg.MaxConns)
+	sqldb.SetMaxIdleConns(cfg.MaxConns)
+	// Recycle connections so a failover or a PgBouncer restart is picked up.
+	sqldb.SetConnMaxLifetime(30 * time.Minute)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	return bun.NewDB(sqldb, pgdialect.New())
+}

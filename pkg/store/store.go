@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/example/users/pkg/user"
+)
+
+// Errors the store returns; callers test them with errors.Is and errors.As.
+var (
+	ErrNotFound    = errors.New("user not found")
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// ConflictError says which unique field a new user collides on.
+type ConflictError struct {
+	Field string // "username" or "email"
+}
+
+func (e *ConflictError) Error() string { return e.Field + " is already taken" }
+
+// Unique indexes, as created by the migrations, and the field each guards.
+var uniqueFields = map[string]string{
+	"users_username_lower_key": "username",
+	"users_email_lower_key":    "email",
+}
+
+// Store reads and writes users.
+type Store struct {
+	db *bun.DB
+}
+
+// New returns a Store over db.
+func New(db *bun.DB) *Store { return &Store{db: db} }
+
+// row maps the users table for bun's query builder.
+type row struct {
+	bun.BaseModel `bun:"table:users"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	Username  string    `bun:"username"`
+	Email     string    `bun:"email"`
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+// Create inserts u and returns the stored user. A username or email that
+// is taken in any letter case gives a *ConflictError; the unique indexes
+// decide, so concurrent creates cannot both succeed.
+func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
+	return Create(ctx, s.db, u)
+}
+
+// Create inserts u through db, which may be a transaction.
+func Create(ctx context.Context, db bun.IDB, u user.New) (user.User, error) {
+	r := row{Username: u.Username, Email: u.Email}
+	_, err := db.NewInsert().
+		Model(&r).
+		Column("username", "email").
+		Returning("id, created_at").
+		Exec(ctx)
+	if err != nil {
+		return user.User{}, fmt.Errorf("insert user: %w", classify(err))
+	}
+	return r.toUser(), nil
+}
+
+func (r row) toUser() user.User {
+	return user.User{ID: r.ID, Username: r.Username, Email: r.Email, CreatedAt: r.CreatedAt}
+}
+
+// Get returns the user with id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id int64) (user.User, error) {
+	var r row
+	err := s.db.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx)
+	if err != nil {
+		return user.User{}, fmt.Errorf("get user %d: %w", id, classify(err))
+	}
+	return r.toUser(), nil
+}
+
+// List calls fn for each user with an id above after, in id order, at most
+// limit users (no limit when limit <= 0). Rows are read one at a time from
+// the database cursor, so memory does not grow with the table. fn's error
+// stops the walk and is returned as is.
+func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.User) error) error {
+	q := s.db.NewSelect().
+		Model((*row)(nil)).
+		Column("id", "username", "email", "created_at").
+		Where("id > ?", after).
+		Order("id")
+	if limit > 0 {
+		q = q.Limit(int64(limit))
+	}
+	rows, err := q.Rows(ctx)
+	if err != nil {
+		return fmt.Errorf("list users: %w", classify(err))
+	}
+	defer rows.Close()
+	var u user.User
+	for rows.Next() {
+		// Plain Scan into one reused value: no per-row reflection.
+		if err := rows.Scan(&u.ID, &u.Username, &u.Email, &u.CreatedAt); err != nil {
+			return fmt.Errorf("list users: %w", classify(err))
+		}
+		if err := fn(&u); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list users: %w", classify(err))
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w", classify(err))
+	}
+	return nil
+}
+
+// classify turns driver errors into the store's errors. Anything that is
+// not an error reported by PostgreSQL about the statement itself (network
+// errors, timeouts, a server shutting down) means the database is not
+// usable right now.
+func classify(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		code := pgErr.Field('C')
+		switch {
+		case code == "23505":
+			if f, ok := uniqueFields[pgErr.Field('n')]; ok {
+				return &ConflictError{Field: f}
+			}
+			return err
+		case strings.HasPrefix(code, "08"), // connection exception
+			strings.HasPrefix(code, "53"), // insufficient resources
+			code == "57P01", code == "57P02", code == "57P03", // shutting down, starting up
+			code == "57014",                  // statement timeout or cancel
+			code == "40001", code == "40P01": // serialization failure, deadlock: retry
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
