@@ -146,7 +146,7 @@ func classify(err error) error {
 			}
 			return err
 		case strings.HasPrefix(code, "08"), // connection exception
-			strings.HasPrefix(code, "53"), // insufficient resources
+			strings.HasPrefix(code, "53"),                     // insufficient resources
 			code == "57P01", code == "57P02", code == "57P03", // shutting down, starting up
 			code == "57014",                  // statement timeout or cancel
 			code == "40001", code == "40P01": // serialization failure, deadlock: retry
