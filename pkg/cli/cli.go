@@ -108,7 +108,7 @@ func serve(ctx context.Context, version string, environ map[string]string, stder
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return exitFail
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.HTTP.Port))
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.HTTP.ListenPort))
 	if err != nil {
 		logger.Error("listen failed", slog.String("error", err.Error()))
 		_ = fn.Stop(context.Background())

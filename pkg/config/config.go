@@ -54,7 +54,7 @@ type Database struct {
 // HTTP holds the server settings.
 type HTTP struct {
 	// Port is read, never set: Knative reserves PORT and fills it in.
-	Port int `env:"PORT" envDefault:"8080"`
+	ListenPort int `env:"PORT" envDefault:"8080"`
 	// DrainDelay keeps serving after SIGTERM while endpoints are updated.
 	// Knative's queue-proxy drains for us, so the default is 0; behind a
 	// plain Kubernetes Service a few seconds avoid refused connections.
@@ -94,7 +94,17 @@ func Load(environ map[string]string) (Config, error) {
 	default:
 		problems = append(problems, describe(err))
 	}
-	problems = append(problems, cfg.validate()...)
+	// A variable that did not parse is reported once, not again by the
+	// range checks that see its zero value.
+	failed := map[string]bool{}
+	for _, p := range problems {
+		failed[p[:strings.IndexByte(p+":", ':')]] = true
+	}
+	for _, p := range cfg.validate() {
+		if !failed[p[:strings.IndexByte(p+":", ':')]] {
+			problems = append(problems, p)
+		}
+	}
 	if cfg.Database.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.Database.PasswordFile)
 		if err != nil {
@@ -138,7 +148,7 @@ func (c Config) validate() []string {
 	if c.HTTP.DrainDelay < 0 {
 		p = append(p, "SHUTDOWN_DRAIN_DELAY: must not be negative")
 	}
-	if c.HTTP.Port < 1 || c.HTTP.Port > 65535 {
+	if c.HTTP.ListenPort < 1 || c.HTTP.ListenPort > 65535 {
 		p = append(p, "PORT: must be between 1 and 65535")
 	}
 	if _, err := c.Level(); err != nil {
@@ -208,6 +218,8 @@ type Var struct {
 
 // Variables lists every variable Config reads, from its struct tags, so
 // deployment files can be checked against the code rather than a copy.
+// Field names are unique across Config (a test checks), which lets parse
+// errors, which carry only the field name, name their variable.
 func Variables() []Var {
 	var out []Var
 	var walk func(t reflect.Type)

@@ -1,0 +1,162 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() map[string]string {
+	return map[string]string{
+		"POSTGRES_USERNAME": "app",
+		"POSTGRES_PASSWORD": "s3cret-pw",
+		"POSTGRES_HOST":     "db",
+		"POSTGRES_DATABASE": "users",
+	}
+}
+
+func with(kv ...string) map[string]string {
+	m := valid()
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "<unset>" {
+			delete(m, kv[i])
+			continue
+		}
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(valid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Database
+	if d.Port != 5432 || d.SSLMode != SSLDisable || d.Password != "s3cret-pw" || d.MaxConns != 10 {
+		t.Errorf("database = %+v", d)
+	}
+	if cfg.HTTP.ListenPort != 8080 || cfg.HTTP.DrainDelay != 0 || cfg.LogLevel != "info" {
+		t.Errorf("http = %+v, log level %q", cfg.HTTP, cfg.LogLevel)
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // every variable the message must name
+	}{
+		{"nothing set", map[string]string{}, []string{"POSTGRES_USERNAME", "POSTGRES_HOST", "POSTGRES_DATABASE"}},
+		{"bad port", with("POSTGRES_PORT", "fivefour"), []string{"POSTGRES_PORT"}},
+		{"port range", with("POSTGRES_PORT", "70000"), []string{"POSTGRES_PORT"}},
+		{"sslmode", with("POSTGRES_SSLMODE", "prefer"), []string{"POSTGRES_SSLMODE"}},
+		{"http port", with("PORT", "0"), []string{"PORT"}},
+		{"log level", with("LOG_LEVEL", "loud"), []string{"LOG_LEVEL"}},
+		{"drain", with("SHUTDOWN_DRAIN_DELAY", "soon"), []string{"SHUTDOWN_DRAIN_DELAY"}},
+		{"timeout", with("POSTGRES_QUERY_TIMEOUT", "0s"), []string{"POSTGRES_QUERY_TIMEOUT"}},
+		{"pool", with("POSTGRES_MAX_CONNS", "0"), []string{"POSTGRES_MAX_CONNS"}},
+		{"password file missing", with("POSTGRES_PASSWORD_FILE", "/nonexistent/pw"), []string{"POSTGRES_PASSWORD_FILE"}},
+		{"several at once", with("POSTGRES_HOST", "<unset>", "POSTGRES_PORT", "x", "POSTGRES_SSLMODE", "on", "LOG_LEVEL", "x"),
+			[]string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_SSLMODE", "LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.env)
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			for _, name := range tt.want {
+				if !strings.Contains(err.Error(), name+":") {
+					t.Errorf("message %q does not name %s", err, name)
+				}
+			}
+			if len(cerr.Problems) != len(tt.want) {
+				t.Errorf("problems = %q, want one each for %v", cerr.Problems, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cret-pw") {
+				t.Errorf("message leaks the password: %q", err)
+			}
+		})
+	}
+}
+
+func TestPasswordFileWins(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(with("POSTGRES_PASSWORD_FILE", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Database.Password != "from-file" {
+		t.Errorf("password = %q, want the file's content without the newline", cfg.Database.Password)
+	}
+	cfg, err = Load(with("POSTGRES_PASSWORD_FILE", path, "POSTGRES_PASSWORD", "<unset>"))
+	if err != nil || cfg.Database.Password != "from-file" {
+		t.Errorf("file alone: %q, %v", cfg.Database.Password, err)
+	}
+}
+
+func TestPasswordNeverPrinted(t *testing.T) {
+	cfg, err := Load(valid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		fmt.Sprint(cfg.Database), fmt.Sprintf("%v", cfg.Database), fmt.Sprintf("%+v", cfg.Database),
+		fmt.Sprintf("%#v", cfg.Database), cfg.Database.LogValue().String(),
+	} {
+		if strings.Contains(s, "s3cret-pw") {
+			t.Errorf("password printed: %s", s)
+		}
+	}
+}
+
+func TestDurations(t *testing.T) {
+	cfg, err := Load(with("SHUTDOWN_DRAIN_DELAY", "5s", "POSTGRES_DIAL_TIMEOUT", "1500ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.DrainDelay != 5*time.Second || cfg.Database.DialTimeout != 1500*time.Millisecond {
+		t.Errorf("got %v, %v", cfg.HTTP.DrainDelay, cfg.Database.DialTimeout)
+	}
+}
+
+func TestVariables(t *testing.T) {
+	got := map[string]Var{}
+	for _, v := range Variables() {
+		got[v.Name] = v
+	}
+	for _, name := range []string{"POSTGRES_USERNAME", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DATABASE"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("Variables() lacks the seed's %s", name)
+		}
+	}
+	// Every variable Variables() reports must really be read by Load.
+	for name, v := range got {
+		if v.Required {
+			env := valid()
+			delete(env, name)
+			if _, err := Load(env); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s is reported required but Load accepts it missing", name)
+			}
+		}
+	}
+}
+
+func TestFieldNamesUnique(t *testing.T) {
+	seen := map[string]string{}
+	for _, v := range Variables() {
+		if other, dup := seen[v.Field]; dup {
+			t.Errorf("field %s reads both %s and %s; parse errors could name the wrong variable", v.Field, other, v.Name)
+		}
+		seen[v.Field] = v.Name
+	}
+}

@@ -1,0 +1,152 @@
+package user
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseNew(t *testing.T) {
+	long := strings.Repeat("a", MaxUsernameLen)
+	longEmail := strings.Repeat("e", 64) + "@" + strings.Repeat("d", 180) + ".example" // 253 chars
+	tests := []struct {
+		name  string
+		body  string
+		want  New
+		field string // the field the error must name; "" means valid
+	}{
+		{"valid", `{"username":"alice","email":"alice@example.com"}`, New{"alice", "alice@example.com"}, ""},
+		{"valid reversed order", `{"email":"b@example.com","username":"b.o_b-1"}`, New{"b.o_b-1", "b@example.com"}, ""},
+		{"max length username", `{"username":"` + long + `","email":"a@example.com"}`, New{long, "a@example.com"}, ""},
+		{"long email", `{"username":"a","email":"` + longEmail + `"}`, New{"a", longEmail}, ""},
+		{"whitespace around", " \n{ \"username\" : \"x\" , \"email\" : \"x@y.io\" }\n", New{"x", "x@y.io"}, ""},
+		{"digit first", `{"username":"1abc","email":"x@y.io"}`, New{"1abc", "x@y.io"}, ""},
+
+		{"empty body", ``, New{}, "body"},
+		{"truncated", `{"username":"alice","email":"a@`, New{}, "body"},
+		{"not json", `username=alice`, New{}, "body"},
+		{"array", `[{"username":"a","email":"a@b.c"}]`, New{}, "body"},
+		{"string", `"alice"`, New{}, "body"},
+		{"null", `null`, New{}, "body"},
+		{"trailing object", `{"username":"a","email":"a@b.c"}{}`, New{}, "body"},
+		{"trailing garbage", `{"username":"a","email":"a@b.c"} x`, New{}, "body"},
+		{"invalid utf8", "{\"username\":\"a\xff\",\"email\":\"a@b.c\"}", New{}, "body"},
+		{"unknown field", `{"username":"a","email":"a@b.c","admin":true}`, New{}, "admin"},
+		{"duplicate field", `{"username":"a","username":"b","email":"a@b.c"}`, New{}, "username"},
+		{"missing username", `{"email":"a@b.c"}`, New{}, "username"},
+		{"missing email", `{"username":"a"}`, New{}, "email"},
+		{"empty object", `{}`, New{}, "username"},
+		{"username number", `{"username":1,"email":"a@b.c"}`, New{}, "username"},
+		{"username null", `{"username":null,"email":"a@b.c"}`, New{}, "username"},
+		{"username bool", `{"username":true,"email":"a@b.c"}`, New{}, "username"},
+		{"username object", `{"username":{"x":1},"email":"a@b.c"}`, New{}, "username"},
+		{"email array", `{"username":"a","email":["a@b.c"]}`, New{}, "email"},
+		{"empty username", `{"username":"","email":"a@b.c"}`, New{}, "username"},
+		{"username too long", `{"username":"` + long + `a","email":"a@b.c"}`, New{}, "username"},
+		{"username starts with dot", `{"username":".a","email":"a@b.c"}`, New{}, "username"},
+		{"username with space", `{"username":"a b","email":"a@b.c"}`, New{}, "username"},
+		{"username non-ascii", `{"username":"аlice","email":"a@b.c"}`, New{}, "username"},
+		{"username NUL", `{"username":"a\u0000","email":"a@b.c"}`, New{}, "username"},
+		{"username sql", `{"username":"a'; DROP TABLE users;--","email":"a@b.c"}`, New{}, "username"},
+		{"email missing at", `{"username":"a","email":"abc"}`, New{}, "email"},
+		{"email display name", `{"username":"a","email":"Alice <a@b.c>"}`, New{}, "email"},
+		{"email angle", `{"username":"a","email":"<a@b.c>"}`, New{}, "email"},
+		{"email space", `{"username":"a","email":"a @b.c"}`, New{}, "email"},
+		{"email newline", `{"username":"a","email":"a@b.c\n"}`, New{}, "email"},
+		{"email too long", `{"username":"a","email":"` + longEmail + `xx"}`, New{}, "email"},
+		{"email html", `{"username":"a","email":"<script>@b.c"}`, New{}, "email"},
+		{"empty email", `{"username":"a","email":""}`, New{}, "email"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseNew([]byte(tt.body))
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("ParseNew: %v", err)
+				}
+				if got != tt.want {
+					t.Fatalf("got %+v, want %+v", got, tt.want)
+				}
+				return
+			}
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("err = %v, want a *ValidationError", err)
+			}
+			if verr.Errors[0].Field != tt.field {
+				t.Fatalf("error names %q (%v), want %q", verr.Errors[0].Field, verr, tt.field)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryField(t *testing.T) {
+	err := New{Username: "", Email: "nope"}.Validate()
+	var verr *ValidationError
+	if !errors.As(err, &verr) || len(verr.Errors) != 2 {
+		t.Fatalf("got %v, want errors for both fields", err)
+	}
+}
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.FixedZone("x", 3600))
+	for _, email := range []string{
+		"plain@example.com", `quo"te@x.y`, `back\slash@x.y`, "<tag>&amp;@x.y", "ünï@x.y",
+		"ctl\x01\x1f@x.y", "line\u2028sep\u2029@x.y", "bad\xffutf8@x.y", "tab\tnl\ncr\r@x",
+	} {
+		u := User{ID: 42, Username: "alice", Email: email, CreatedAt: at}
+		var fromAppend, fromStd map[string]any
+		if err := json.Unmarshal(u.AppendJSON(nil), &fromAppend); err != nil {
+			t.Fatalf("%q: AppendJSON produced invalid JSON %s: %v", email, u.AppendJSON(nil), err)
+		}
+		std, _ := json.Marshal(struct {
+			ID        int64     `json:"id"`
+			Username  string    `json:"username"`
+			Email     string    `json:"email"`
+			CreatedAt time.Time `json:"created_at"`
+		}{u.ID, u.Username, u.Email, u.CreatedAt.UTC()})
+		_ = json.Unmarshal(std, &fromStd)
+		for k, v := range fromStd {
+			if fromAppend[k] != v {
+				t.Errorf("%q: field %s = %v, encoding/json gives %v", email, k, fromAppend[k], v)
+			}
+		}
+		var back User
+		if err := json.Unmarshal(u.AppendJSON(nil), &back); err != nil || back.ID != 42 || !back.CreatedAt.Equal(at) {
+			t.Errorf("%q: round trip gave %+v, %v", email, back, err)
+		}
+	}
+}
+
+// FuzzParseNew checks that no input panics, that accepted input is valid
+// by the rules, and that accepting is stable under re-encoding.
+func FuzzParseNew(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice","email":"alice@example.com"}`,
+		`{"username":1}`, `[]`, `{"email":"x@y","username":"x","x":1}`, "{\"username\":\"\xff\"}", `{"a":`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := ParseNew(data)
+		if err != nil {
+			var verr *ValidationError
+			if !errors.As(err, &verr) || len(verr.Errors) == 0 {
+				t.Fatalf("error %v is not a non-empty *ValidationError", err)
+			}
+			return
+		}
+		if verr := n.Validate(); verr != nil {
+			t.Fatalf("accepted %q but Validate says %v", data, verr)
+		}
+		again, err := json.Marshal(map[string]string{"username": n.Username, "email": n.Email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := ParseNew(again); err != nil || m != n {
+			t.Fatalf("re-encoded %s parsed to %+v, %v; want %+v", again, m, err, n)
+		}
+	})
+}
