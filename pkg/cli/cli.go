@@ -19,7 +19,6 @@ import (
 	"github.com/example/users/pkg/app"
 	"github.com/example/users/pkg/config"
 	"github.com/example/users/pkg/server"
-	"github.com/example/users/pkg/store"
 )
 
 // Exit codes.
@@ -140,10 +139,11 @@ func migrate(ctx context.Context, version string, args []string, environ map[str
 	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With(slog.String("version", version))
 	ctx, cancel := context.WithTimeout(ctx, cfg.MigrateTimeout)
 	defer cancel()
-	// One migration may legitimately run longer than a query should.
-	dbCfg := cfg.Database
-	dbCfg.QueryTimeout = max(dbCfg.QueryTimeout, cfg.MigrateTimeout)
-	db := store.Open(dbCfg, "users-migrate")
+	db, err := migrations.Open(ctx, cfg.Database, cfg.MigrateTimeout)
+	if err != nil {
+		logger.Error("migrate failed", slog.String("error", err.Error()))
+		return exitFail
+	}
 	defer db.Close()
 	runner, err := migrations.New(db)
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 // Open returns a bun.DB for cfg. It does not connect: the pool dials on
 // first use, so the process can start (and report not-ready) while the
 // database is still down.
-func Open(cfg config.Database, appName string) *bun.DB {
+// Extra options (connection parameters, say) go after the ones from cfg.
+func Open(cfg config.Database, appName string, extra ...pgdriver.Option) *bun.DB {
 	opts := []pgdriver.Option{
 		pgdriver.WithAddr(net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))),
 		pgdriver.WithUser(cfg.User),
@@ -39,6 +40,7 @@ func Open(cfg config.Database, appName string) *bun.DB {
 		// pgdriver tries TLS unless told otherwise.
 		opts = append(opts, pgdriver.WithInsecure(true))
 	}
+	opts = append(opts, extra...)
 	sqldb := sql.OpenDB(pgdriver.NewConnector(opts...))
 	sqldb.SetMaxOpenConns(cfg.MaxConns)
 	sqldb.SetMaxIdleConns(cfg.MaxConns)
