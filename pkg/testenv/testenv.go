@@ -4,9 +4,13 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -60,4 +64,64 @@ func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Functi
 		_ = fn.Stop(context.Background())
 	})
 	return srv, db, fn
+}
+
+// Unreachable returns database settings whose address refuses
+// connections, for testing how the service behaves without its database.
+func Unreachable(tb testing.TB) config.Database {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	cfg := pgtest.Server(tb)
+	cfg.Port = port
+	cfg.DialTimeout = 500 * time.Millisecond
+	return cfg
+}
+
+// Problem is a decoded problem details body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// ReadProblem checks that resp is an application/problem+json body with
+// the given status and returns it decoded.
+func ReadProblem(tb testing.TB, resp *http.Response, status int) Problem {
+	tb.Helper()
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		tb.Fatalf("status = %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		tb.Fatalf("Content-Type = %q, want application/problem+json; body %s", ct, body)
+	}
+	var p Problem
+	if err := json.Unmarshal(body, &p); err != nil {
+		tb.Fatalf("problem body %s: %v", body, err)
+	}
+	if p.Status != status || p.Title == "" || p.Type == "" {
+		tb.Fatalf("problem %+v lacks type, title or the right status", p)
+	}
+	return p
+}
+
+// CountUsers returns the number of rows in users.
+func CountUsers(tb testing.TB, db *bun.DB) int {
+	tb.Helper()
+	n, err := db.NewSelect().TableExpr("users").Count(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return int(n)
 }
