@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/example/users/functions/create"
+	"github.com/example/users/functions/events"
 	"github.com/example/users/functions/get"
 	"github.com/example/users/functions/list"
 	"github.com/example/users/functions/probes"
@@ -100,6 +101,7 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	rt.Handle(http.MethodGet, "/user", list.New(users, f.logger))
 	rt.Handle(http.MethodPost, "/user", create.New(users, f.logger))
 	rt.Handle(http.MethodGet, "/user/{id}", get.New(users, f.logger))
+	rt.Handle(http.MethodPost, "/{$}", events.New(users, f.logger))
 	live, ready := probes.Liveness(), probes.Readiness(checker)
 	for _, p := range LivenessPaths {
 		rt.Handle(http.MethodGet, p, live)
