@@ -233,6 +233,25 @@ func TestReplyMode(t *testing.T) {
 	}
 }
 
+// TestSpecVersion03 accepts the older CloudEvents version sdk-go decodes
+// and still answers with a 1.0 event.
+func TestSpecVersion03(t *testing.T) {
+	srv, db, _ := testenv.Service(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader(`{"username":"old","email":"old@example.com"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Ce-Specversion", "0.3")
+	req.Header.Set("Ce-Id", "v03")
+	req.Header.Set("Ce-Source", "/tests/v03")
+	req.Header.Set("Ce-Type", events.TypeCreate)
+	resp := do(t, req)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Ce-Specversion") != "1.0" || resp.Header.Get("Ce-Type") != events.TypeCreated {
+		t.Fatalf("reply: %d %v %s", resp.StatusCode, resp.Header, resp.body)
+	}
+	if n := testenv.CountUsers(t, db); n != 1 {
+		t.Fatalf("%d users, want 1", n)
+	}
+}
+
 type response struct {
 	*http.Response
 	body []byte
