@@ -327,7 +327,7 @@ func TestRedeliveryConcurrent(t *testing.T) {
 					if tx, err = db.BeginTx(context.Background(), nil); err != nil {
 						t.Fatal(err)
 					}
-					defer tx.Rollback()
+					defer func() { _ = tx.Rollback() }() // a no-op once committed
 					if _, err := tx.ExecContext(context.Background(), "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"); err != nil {
 						t.Fatal(err)
 					}
