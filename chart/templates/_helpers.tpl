@@ -1,0 +1,284 @@
+{{/*
+Chart name, truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "users.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: <release>-<chart>, or the release name when it already holds the
+chart name. Knative appends revision suffixes ("-00001") and the migration
+resources add "-migrate", so keep room: 49 characters.
+*/}}
+{{- define "users.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 49 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 49 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 49 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "users.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "users.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "users.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "users.labels" -}}
+helm.sh/chart: {{ include "users.chart" . }}
+{{ include "users.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "users.imageTag" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "users.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/*
+Image reference; a digest wins over the tag.
+*/}}
+{{- define "users.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "users.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "users.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "users.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The migration Job runs as a pre-install hook, before the ordinary
+ServiceAccount exists, so it gets its own hook ServiceAccount when the chart
+creates accounts, and the named existing one otherwise.
+*/}}
+{{- define "users.migrateServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- printf "%s-migrate" (include "users.fullname" .) }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret holding the database password for the web pods.
+*/}}
+{{- define "users.secretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- printf "%s-db" (include "users.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret for the migration hook: the existing one, or a hook copy created
+before the Job (the ordinary Secret does not exist yet on install).
+*/}}
+{{- define "users.migrateSecretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- printf "%s-migrate" (include "users.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "users.secretKey" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecretKey }}
+{{- else -}}
+password
+{{- end }}
+{{- end }}
+
+{{/*
+Where the password file is mounted; POSTGRES_PASSWORD_FILE points at it, so
+the password is never an environment value.
+*/}}
+{{- define "users.passwordDir" -}}/var/run/secrets/users/postgres{{- end }}
+
+{{/*
+The pod volume holding the password. Mode 0444: Knative allows no pod-level
+fsGroup, and the image runs as uid 65532, not as the file's owner.
+Args: dict "root" $ "secretName" name.
+*/}}
+{{- define "users.passwordVolume" -}}
+- name: db-password
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0444
+    items:
+      - key: {{ include "users.secretKey" .root }}
+        path: password
+{{- end }}
+
+{{/*
+Container environment, the same for every container that runs the binary.
+PORT is never set: Knative reserves it and sets it itself.
+Args: dict "root" $ "drainDelaySeconds" n.
+*/}}
+{{- define "users.env" -}}
+{{- $v := .root.Values -}}
+- name: POSTGRES_HOST
+  value: {{ $v.database.host | quote }}
+- name: POSTGRES_PORT
+  value: {{ $v.database.port | quote }}
+- name: POSTGRES_DATABASE
+  value: {{ $v.database.name | quote }}
+- name: POSTGRES_USERNAME
+  value: {{ $v.database.user | quote }}
+- name: POSTGRES_PASSWORD_FILE
+  value: {{ include "users.passwordDir" .root }}/password
+- name: POSTGRES_SSLMODE
+  value: {{ $v.database.sslmode | quote }}
+- name: POSTGRES_MAX_CONNS
+  value: {{ $v.database.maxConns | quote }}
+- name: POSTGRES_DIAL_TIMEOUT
+  value: {{ $v.database.dialTimeout | quote }}
+- name: POSTGRES_QUERY_TIMEOUT
+  value: {{ $v.database.queryTimeout | quote }}
+- name: LOG_LEVEL
+  value: {{ $v.app.logLevel | quote }}
+- name: REQUEST_TIMEOUT
+  value: {{ $v.app.requestTimeout | quote }}
+- name: SHUTDOWN_TIMEOUT
+  value: "{{ $v.app.shutdownTimeoutSeconds }}s"
+- name: SHUTDOWN_DRAIN_DELAY
+  value: "{{ .drainDelaySeconds }}s"
+- name: MIGRATE_TIMEOUT
+  value: "{{ $v.migrations.timeoutSeconds }}s"
+{{- end }}
+
+{{/*
+The one container definition (a list item) behind the Knative Service, the Deployment and
+the migration Job.
+Args: dict
+  "root"    $
+  "args"    the binary's arguments (a subcommand first)
+  "serve"   true for the web container: port and probes
+  "knative" true inside a Knative Service: probes without a port (Knative
+            points them at the queue-proxy) and the port named http1
+  "drainDelaySeconds" SHUTDOWN_DRAIN_DELAY
+  "resources" container resources
+The pod must have the volume db-password (users.passwordVolume).
+*/}}
+{{- define "users.container" -}}
+{{- $v := .root.Values -}}
+- name: users
+  image: {{ include "users.image" .root | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  args:
+    {{- toYaml .args | nindent 4 }}
+{{- if .serve }}
+  ports:
+    - name: {{ ternary "http1" "http" .knative }}
+      containerPort: 8080
+      protocol: TCP
+  readinessProbe:
+    httpGet:
+      path: /-/ready
+      {{- if not .knative }}
+      port: http
+      {{- end }}
+    periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
+    failureThreshold: {{ $v.probes.readiness.failureThreshold }}
+  livenessProbe:
+    httpGet:
+      path: /-/healthy
+      {{- if not .knative }}
+      port: http
+      {{- end }}
+    periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
+    failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+{{- end }}
+  env:
+    {{- include "users.env" (dict "root" .root "drainDelaySeconds" .drainDelaySeconds) | nindent 4 }}
+  volumeMounts:
+    - name: db-password
+      mountPath: {{ include "users.passwordDir" .root }}
+      readOnly: true
+{{- with .resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+  securityContext:
+    {{- include "users.containerSecurityContext" . | nindent 4 }}
+{{- end }}
+
+{{/*
+Container-level securityContext: the image's uid, nothing writable, no
+privileges. Knative allows all of it at container level.
+*/}}
+{{- define "users.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Annotations that roll the pods when the chart-owned Secret changes: the
+binary reads the password file once, at start.
+*/}}
+{{- define "users.podAnnotations" -}}
+{{- if not .Values.database.existingSecret }}
+checksum/db-password: {{ .Values.database.password | sha256sum }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Address of the service inside the cluster. Knative creates a Kubernetes
+Service named after the Knative Service that routes to the cluster-local
+gateway, so both modes answer at <name>.<namespace>.svc.
+*/}}
+{{- define "users.clusterURL" -}}
+{{- if .Values.knative.enabled }}
+{{- printf "http://%s.%s.svc.cluster.local" (include "users.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- printf "http://%s.%s.svc.cluster.local:%v" (include "users.fullname" .) .Release.Namespace .Values.plain.service.port }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks across values that the schema cannot express.
+*/}}
+{{- define "users.validate" -}}
+{{- $k := .Values.knative }}
+{{- if and (ne (int $k.maxScale) 0) (lt (int $k.maxScale) (int $k.minScale)) }}
+{{- fail (printf "knative.maxScale (%v) must be 0 (unlimited) or at least knative.minScale (%v)" $k.maxScale $k.minScale) }}
+{{- end }}
+{{- $a := .Values.plain.autoscaling }}
+{{- if lt (int $a.maxReplicas) (int $a.minReplicas) }}
+{{- fail (printf "plain.autoscaling.maxReplicas (%v) must be at least minReplicas (%v)" $a.maxReplicas $a.minReplicas) }}
+{{- end }}
+{{- $m := .Values.migrations }}
+{{- if and $m.enabled (le (int $m.activeDeadlineSeconds) (int $m.timeoutSeconds)) }}
+{{- fail (printf "migrations.activeDeadlineSeconds (%v) must exceed migrations.timeoutSeconds (%v)" $m.activeDeadlineSeconds $m.timeoutSeconds) }}
+{{- end }}
+{{- end }}
