@@ -204,6 +204,7 @@ type workload struct {
 	// service is how the cluster reaches the pods (and what a Trigger
 	// subscribes): the Knative Service or the plain Service.
 	serviceAPIVersion, serviceName string
+	servicePort                    int // where the service answers
 }
 
 type chartCase struct {
@@ -343,7 +344,7 @@ func webWorkload(t *testing.T, r rendering, knative bool) workload {
 		}
 		tpl := ks.Spec.Template
 		return workload{pod: tpl.Spec.PodSpec, labels: tpl.Metadata.Labels, annotations: tpl.Metadata.Annotations,
-			serviceAPIVersion: "serving.knative.dev/v1", serviceName: ks.Metadata.Name}
+			serviceAPIVersion: "serving.knative.dev/v1", serviceName: ks.Metadata.Name, servicePort: 80}
 	}
 	if len(ksvcs) != 0 {
 		t.Errorf("plain mode renders a Knative Service")
@@ -356,8 +357,12 @@ func webWorkload(t *testing.T, r rendering, knative bool) workload {
 	if len(svcs) != 1 {
 		t.Fatalf("plain mode renders %d Services, want 1", len(svcs))
 	}
+	svc := decode[corev1.Service](t, svcs[0])
+	if len(svc.Spec.Ports) != 1 {
+		t.Fatalf("Service has %d ports, want 1", len(svc.Spec.Ports))
+	}
 	return workload{pod: d.Spec.Template.Spec, labels: d.Spec.Template.Labels, annotations: d.Spec.Template.Annotations,
-		serviceAPIVersion: "v1", serviceName: svcs[0].Name}
+		serviceAPIVersion: "v1", serviceName: svc.Name, servicePort: int(svc.Spec.Ports[0].Port)}
 }
 
 // checkContainer checks the image and the container-level securityContext
@@ -776,6 +781,9 @@ func checkTestPod(t *testing.T, r rendering, w workload, image string) corev1.Co
 	if host := w.serviceName + "." + namespace + ".svc.cluster.local"; u.Hostname() != host {
 		t.Errorf("test Pod asks %s, not the service's address %s", u.Host, host)
 	}
+	if port := u.Port(); port != strconv.Itoa(w.servicePort) && !(port == "" && w.servicePort == 80) {
+		t.Errorf("test Pod asks port %q, but the service answers on %d", port, w.servicePort)
+	}
 	if u.Path != "/user" {
 		t.Errorf("test Pod asks %s, want /user", u.Path)
 	}
@@ -789,9 +797,20 @@ func checkTrigger(t *testing.T, r rendering, w workload) (trigger, bool) {
 		return trigger{}, false
 	}
 	tr := decode[trigger](t, objs[0])
-	ref := tr.Spec.Subscriber.Ref
-	if ref.APIVersion != w.serviceAPIVersion || ref.Kind != "Service" || ref.Name != w.serviceName {
-		t.Errorf("Trigger subscriber %+v is not the service %s %s", ref, w.serviceAPIVersion, w.serviceName)
+	sub := tr.Spec.Subscriber
+	if sub.Ref.Name != "" {
+		if sub.Ref.APIVersion != w.serviceAPIVersion || sub.Ref.Kind != "Service" || sub.Ref.Name != w.serviceName {
+			t.Errorf("Trigger subscriber %+v is not the service %s %s", sub.Ref, w.serviceAPIVersion, w.serviceName)
+		}
+		// Knative resolves a plain Service reference to port 80 only.
+		if sub.Ref.APIVersion == "v1" && w.servicePort != 80 {
+			t.Errorf("Trigger references Service %s, which Knative resolves to port 80, not %d", sub.Ref.Name, w.servicePort)
+		}
+	} else {
+		u, err := url.Parse(sub.URI)
+		if err != nil || u.Hostname() != w.serviceName+"."+namespace+".svc.cluster.local" || u.Port() != strconv.Itoa(w.servicePort) {
+			t.Errorf("Trigger subscriber URI %q is not the Service %s port %d", sub.URI, w.serviceName, w.servicePort)
+		}
 	}
 	if tr.Spec.Broker == "" || tr.Spec.Filter.Attributes["type"] == "" {
 		t.Errorf("Trigger has no broker or type filter: %+v", tr.Spec)
@@ -940,10 +959,12 @@ func get(t *testing.T, u string) int {
 // binary-mode CloudEvent of the filtered type to the subscriber's URI.
 func deliver(t *testing.T, base string, tr trigger) {
 	t.Helper()
-	uri := tr.Spec.Subscriber.URI
-	if uri == "" {
-		uri = "/"
+	// An absolute subscriber URI names the cluster address; keep its path.
+	u, err := url.Parse(tr.Spec.Subscriber.URI)
+	if err != nil {
+		t.Fatalf("Trigger subscriber URI: %v", err)
 	}
+	uri := u.RequestURI()
 	req, err := http.NewRequest(http.MethodPost, base+uri, strings.NewReader(`{"username":"chartcheck","email":"chartcheck@example.com"}`))
 	if err != nil {
 		t.Fatal(err)
