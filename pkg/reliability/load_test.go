@@ -70,6 +70,9 @@ func (l *load) worker(ctx context.Context, w int) {
 			r = l.do("create", http.MethodPost, "/user", userJSON(name, name+"@example.com"))
 			if r.status == http.StatusCreated {
 				lastID = r.id
+				if r.username != name {
+					r.err = fmt.Errorf("created %q, answered user %d %q", name, r.id, r.username)
+				}
 			}
 		case i%3 == 2 && lastID > 0:
 			r = l.do("get", http.MethodGet, "/user/"+strconv.FormatInt(lastID, 10), nil)
@@ -123,6 +126,14 @@ func (l *load) do(op, method, path string, body []byte) result {
 	case http.StatusOK:
 		if !json.Valid(b) {
 			r.err = fmt.Errorf("200 body is not JSON: %q", b)
+		}
+		// An answer meant for another request (a connection reused after
+		// a timeout, say) must never reach this one.
+		if op == "get" {
+			var u createdUser
+			if err := json.Unmarshal(b, &u); err != nil || "/user/"+strconv.FormatInt(u.ID, 10) != path {
+				r.err = fmt.Errorf("GET %s answered user %d: %s", path, u.ID, b)
+			}
 		}
 	default:
 		r.body = string(b)

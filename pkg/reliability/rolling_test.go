@@ -115,15 +115,18 @@ type backend struct {
 	routable atomic.Bool
 }
 
-// rrProxy is a small round-robin reverse proxy that behaves like a
-// Kubernetes Service whose endpoints follow readiness, plus the one retry
-// that is always safe: a connection that was refused carried nothing, so
-// the request goes to another backend. Nothing else is retried (a POST
-// that reached a backend may have been written, and resending it could
+// rrProxy is a small round-robin reverse proxy whose endpoints follow
+// readiness, as a Kubernetes Service's do. With retryRefused it also makes
+// the one retry that is always safe, as Knative's activator and
+// queue-proxy do: a connection that was refused carried nothing, so the
+// request goes to another backend. Nothing else is retried (a POST that
+// reached a backend may have been written, and resending it could
 // duplicate the user); net/http's Transport itself resends only requests
-// it never wrote.
+// it never wrote. Without retryRefused it is kube-proxy: a request sent to
+// a backend that has stopped listening fails.
 type rrProxy struct {
-	transport *http.Transport
+	transport    *http.Transport
+	retryRefused bool
 
 	mu       sync.Mutex
 	backends []*backend
@@ -136,12 +139,13 @@ type rrProxy struct {
 	pollDone chan struct{}
 }
 
-func newRRProxy() *rrProxy {
+func newRRProxy(retryRefused bool) *rrProxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &rrProxy{
-		transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second},
-		stopPoll:  cancel,
-		pollDone:  make(chan struct{}),
+		transport:    &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second},
+		retryRefused: retryRefused,
+		stopPoll:     cancel,
+		pollDone:     make(chan struct{}),
 	}
 	go p.poll(ctx)
 	return p
@@ -230,7 +234,7 @@ func (p *rrProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, err := p.transport.RoundTrip(out)
 		if err != nil {
 			lastErr = err
-			if isRefused(err) {
+			if p.retryRefused && isRefused(err) {
 				continue
 			}
 			break
@@ -263,28 +267,43 @@ func waitRoutable(t *testing.T, b *backend, within time.Duration) {
 // round-robin proxy under a steady load of reads and writes, and replaces
 // each in turn: SIGTERM (readiness turns 503, the proxy stops routing to
 // it, in-flight requests finish during the drain delay), exit, and a new
-// process. No request may fail and every 201 must be in the database.
+// process. No request may fail and every 201 must be in the database,
+// both behind a proxy that retries refused connections (Knative) and
+// behind one that does not (a plain Service), where only the drain delay
+// keeps requests away from a closed listener.
 func TestSlowRollingRestart(t *testing.T) {
-	db, cfg := testenv.DB(t)
 	bin := buildBinary(t)
+	for _, tc := range []struct {
+		name         string
+		retryRefused bool
+	}{
+		{"retry refused (Knative)", true},
+		{"no retry (Service)", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testRollingRestart(t, bin, tc.retryRefused) })
+	}
+}
+
+func testRollingRestart(t *testing.T, bin string, retryRefused bool) {
+	db, cfg := testenv.DB(t)
 	env := map[string]string{"SHUTDOWN_DRAIN_DELAY": "1s", "SHUTDOWN_TIMEOUT": "10s"}
 
-	proxy := newRRProxy()
+	proxy := newRRProxy(retryRefused)
 	front := httptest.NewServer(proxy)
 	t.Cleanup(func() {
 		front.Close()
 		proxy.close()
 	})
 
-	start := func(name string) (*instance, *backend) {
+	start := func(name string) *instance {
 		in := startInstance(t, bin, name, cfg, env)
 		b := &backend{name: name, base: in.base}
 		proxy.add(b)
 		waitRoutable(t, b, 5*time.Second)
-		return in, b
+		return in
 	}
-	a, _ := start("a")
-	b, _ := start("b")
+	a := start("a")
+	b := start("b")
 
 	client := &http.Client{Timeout: 30 * time.Second}
 	ld := startLoad(front.URL, 8, client, 90*time.Second)

@@ -15,15 +15,19 @@ import (
 //   - refuse: every connection is closed and new ones are refused, as when
 //     the database host is down or restarting;
 //   - blackhole: connections are accepted but nothing comes back, and
-//     established ones go silent, as in a network partition.
+//     established ones go silent, as in a network partition;
+//   - slow: every chunk in either direction is held back, as when the
+//     database is overloaded or a link is congested; answers arrive late
+//     but arrive.
 type tcpProxy struct {
 	t      *testing.T
 	target string
 	addr   string
 
 	mu     sync.Mutex
-	ln     net.Listener // nil while refusing
-	silent bool         // blackhole
+	ln     net.Listener  // nil while refusing
+	silent bool          // blackhole
+	delay  time.Duration // slow
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
@@ -84,6 +88,12 @@ func (p *tcpProxy) isSilent() bool {
 	return p.silent
 }
 
+func (p *tcpProxy) latency() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay
+}
+
 func (p *tcpProxy) handle(client net.Conn) {
 	if !p.track(client) {
 		_ = client.Close()
@@ -132,6 +142,9 @@ func (p *tcpProxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if d := p.latency(); n > 0 && d > 0 {
+			time.Sleep(d)
+		}
 		if n > 0 && !p.isSilent() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				if p.isSilent() {
@@ -169,13 +182,20 @@ func (p *tcpProxy) Blackhole() {
 	p.silent = true
 }
 
-// Restore forwards again. Connections left from a blackhole are closed
+// Slow holds every chunk back by d before forwarding it.
+func (p *tcpProxy) Slow(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
+
+// Restore forwards again, without delay. Connections left from a blackhole are closed
 // (as the peer's resets would, once the partition heals); a refused
 // listener is opened again on the same port.
 func (p *tcpProxy) Restore() {
 	p.mu.Lock()
 	wasSilent := p.silent
-	p.silent = false
+	p.silent, p.delay = false, 0
 	if wasSilent {
 		for c := range p.conns {
 			_ = c.Close()
