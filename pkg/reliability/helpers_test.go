@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -171,43 +169,4 @@ func mustCreate(t *testing.T, c *http.Client, base, username, email string) crea
 		t.Fatal(err)
 	}
 	return u
-}
-
-// missingIDs returns the ids of want (id to username) that the users
-// table, read straight from the database, does not hold.
-func missingIDs(t *testing.T, db *bun.DB, want map[int64]string) []int64 {
-	t.Helper()
-	have := map[int64]string{}
-	for _, r := range snapshot(t, db) {
-		have[r.ID] = r.Username
-	}
-	var missing []int64
-	for id, name := range want {
-		if have[id] != name {
-			missing = append(missing, id)
-		}
-	}
-	return missing
-}
-
-// getStatus GETs url and returns the status, draining the body.
-func getStatus(ctx context.Context, c *http.Client, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
-// isRefused reports whether err is a refused TCP connection: the request
-// never reached a server.
-func isRefused(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
 }
