@@ -57,10 +57,11 @@ func freePort(t *testing.T) string {
 
 // server is one running `users serve`.
 type server struct {
-	cmd  *exec.Cmd
-	url  string
-	logs string
-	done chan error
+	cmd    *exec.Cmd
+	url    string
+	logs   string
+	exited chan struct{} // closed when the process has exited
+	err    error         // Wait's result, once exited is closed
 }
 
 // start execs `users serve` on a free port; the caller waits for it.
@@ -82,24 +83,33 @@ func start(t *testing.T, bin string, cfg config.Database) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, url: "http://127.0.0.1:" + port, logs: logs, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait() }()
+	s := &server{cmd: cmd, url: "http://127.0.0.1:" + port, logs: logs, exited: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		close(s.exited)
+	}()
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
 
-// stop sends SIGTERM and waits for the process to exit.
+// stop sends SIGTERM and waits for the process to exit, which it must
+// do cleanly.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	if s.cmd.ProcessState != nil {
-		return
+	select {
+	case <-s.exited:
+		return // already stopped, or died and reported by waitReady
+	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-s.exited:
+		if s.err != nil {
+			t.Errorf("server exit after SIGTERM: %v", s.err)
+		}
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-s.done
+		<-s.exited
 		t.Errorf("server did not stop within 10s of SIGTERM")
 	}
 }
@@ -124,9 +134,9 @@ func (s *server) waitReady(t *testing.T, since time.Time) (firstAnswer, ready ti
 			}
 		}
 		select {
-		case err := <-s.done:
+		case <-s.exited:
 			logs, _ := os.ReadFile(s.logs)
-			t.Fatalf("server exited before it was ready: %v\n%s", err, logs)
+			t.Fatalf("server exited before it was ready: %v\n%s", s.err, logs)
 		case <-time.After(200 * time.Microsecond):
 		}
 	}
