@@ -25,6 +25,9 @@ const (
 	faultRequestTimeout = 2 * time.Second
 	// slack for scheduling on a loaded 2-core machine under -race.
 	faultSlack = time.Second
+	// The readiness cache's TTL and check timeout, as pkg/app sets them.
+	readinessTTL          = time.Second
+	readinessCheckTimeout = time.Second
 )
 
 // probeSample is one poll of the two probes.
@@ -208,8 +211,18 @@ func testDatabaseFault(t *testing.T, mode string) {
 			readyAgain = s.at
 		}
 	}
-	if notReady.IsZero() || notReady.Sub(cut) > 2*time.Second {
-		t.Errorf("/-/ready did not turn 503 within 2 s of the cut (%s)", since(notReady, cut))
+	// A cut (refused connections) fails the next readiness check at once,
+	// so /-/ready turns 503 when the cached answer expires: within the
+	// issue's 2 s. On a silent or slow network the check itself waits for
+	// its timeout, so the bound is the cache TTL plus the check timeout
+	// (1 s + 1 s in pkg/app), and scheduling slack on top; see
+	// docs/reliability.md.
+	readyBound := 2 * time.Second
+	if mode != "refuse" {
+		readyBound = readinessTTL + readinessCheckTimeout + 500*time.Millisecond
+	}
+	if notReady.IsZero() || notReady.Sub(cut) > readyBound {
+		t.Errorf("/-/ready did not turn 503 within %v of the cut (%s)", readyBound, since(notReady, cut))
 	} else {
 		t.Logf("%s: /-/ready turned 503 %v after the cut", mode, notReady.Sub(cut).Round(time.Millisecond))
 	}

@@ -185,8 +185,11 @@ func summary(rs []result) string {
 	}
 	sort.Strings(keys)
 	var b bytes.Buffer
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s: %d; ", k, counts[k])
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %d", k, counts[k])
 	}
 	return b.String()
 }
