@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/user"
@@ -30,6 +31,28 @@ type Lister interface {
 type Handler struct {
 	users  Lister
 	logger *slog.Logger
+	// bufs recycles response buffers: without it every list request
+	// allocated a fresh 33 kB buffer, most of a short list's garbage.
+	bufs sync.Pool
+}
+
+// maxPooled is the largest buffer kept for reuse; a rare big page's
+// buffer goes to the garbage collector instead of staying in the pool.
+const maxPooled = 256 << 10
+
+func (h *Handler) getBuf() *[]byte {
+	if b, ok := h.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, flushAt+4096)
+	return &b
+}
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		h.bufs.Put(b)
+	}
 }
 
 // New returns the list handler.
@@ -83,8 +106,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // servePage reads one row more than asked to learn whether a next page
 // exists, because the Link header must be sent before the body.
 func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, p page) {
-	buf := make([]byte, 0, 4096)
-	buf = append(buf, '[')
+	pb := h.getBuf()
+	defer h.putBuf(pb)
+	buf := append(*pb, '[')
 	n := 0
 	var last int64
 	err := h.users.List(r.Context(), p.after, p.limit+1, func(u *user.User) error {
@@ -110,6 +134,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, p page) {
 		w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
 	}
 	buf = append(buf, ']', '\n')
+	*pb = buf // keep what it grew to
 	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
 	_, _ = w.Write(buf)
 }
@@ -117,8 +142,9 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, p page) {
 var errWrite = errors.New("write to client failed")
 
 func (h *Handler) serveAll(w http.ResponseWriter, r *http.Request, after int64) {
-	buf := make([]byte, 0, flushAt+512)
-	buf = append(buf, '[')
+	pb := h.getBuf()
+	defer h.putBuf(pb)
+	buf := append(*pb, '[')
 	started := false // whether anything was written to w
 	first := true
 	err := h.users.List(r.Context(), after, 0, func(u *user.User) error {
