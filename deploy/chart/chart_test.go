@@ -50,9 +50,58 @@ const (
 	namespace = "team"
 	// The version check-chart.sh validates against.
 	kubeVersion = "1.35.0"
-	// The image's USER (distroless nonroot).
-	imageUID = 65532
+	dockerfile  = "../../Dockerfile"
 )
+
+// image is what the Dockerfile's final stage promises the chart.
+type image struct {
+	uid        int64
+	port       int32
+	entrypoint string
+}
+
+// readImage reads USER, EXPOSE and ENTRYPOINT of the Dockerfile's final
+// stage, so the chart is checked against the image rather than a copy.
+func readImage(t *testing.T) image {
+	t.Helper()
+	b, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img image
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			img = image{}
+		case "USER":
+			uid, err := strconv.ParseInt(strings.SplitN(f[1], ":", 2)[0], 10, 64)
+			if err != nil {
+				t.Fatalf("Dockerfile USER %q is not numeric; Kubernetes cannot check runAsNonRoot against a name", f[1])
+			}
+			img.uid = uid
+		case "EXPOSE":
+			p, err := strconv.ParseInt(strings.TrimSuffix(f[1], "/tcp"), 10, 32)
+			if err != nil {
+				t.Fatalf("Dockerfile EXPOSE %q: %v", f[1], err)
+			}
+			img.port = int32(p)
+		case "ENTRYPOINT":
+			var ep []string
+			if err := yaml.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, f[0]))), &ep); err != nil || len(ep) == 0 {
+				t.Fatalf("Dockerfile ENTRYPOINT %q is not an exec-form list", line)
+			}
+			img.entrypoint = ep[0]
+		}
+	}
+	if img.uid == 0 || img.port == 0 || img.entrypoint == "" {
+		t.Fatalf("Dockerfile's final stage lacks a non-root USER, EXPOSE or ENTRYPOINT: %+v", img)
+	}
+	return img
+}
 
 // object is one rendered manifest.
 type object struct {
@@ -257,6 +306,12 @@ func cases() []chartCase {
 // Pod's and, when a Trigger is rendered, delivers it an event.
 func TestChartContract(t *testing.T) {
 	ch := loadChart(t)
+	img := readImage(t)
+	// Containers pass only args: the image's ENTRYPOINT must be the binary
+	// built from pkg/cmd/users.
+	if path.Base(img.entrypoint) != "users" {
+		t.Fatalf("Dockerfile ENTRYPOINT %q is not the users binary", img.entrypoint)
+	}
 	for _, tc := range cases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -269,7 +324,7 @@ func TestChartContract(t *testing.T) {
 				t.Fatalf("web pods have %d containers, want 1", len(w.pod.Containers))
 			}
 			c := w.pod.Containers[0]
-			checkContainer(t, "web", c, tc.image)
+			checkContainer(t, "web", c, tc.image, img.uid)
 			if len(c.Args) != 1 || c.Args[0] != "serve" {
 				t.Errorf("web container args = %q, want [serve]", c.Args)
 			}
@@ -277,6 +332,9 @@ func TestChartContract(t *testing.T) {
 			cfg := loadConfig(t, webEnv)
 
 			checkPorts(t, c, cfg, tc.knative)
+			if c.Ports[0].ContainerPort != img.port {
+				t.Errorf("containerPort %d, but the image EXPOSEs %d", c.Ports[0].ContainerPort, img.port)
+			}
 			if tc.knative {
 				checkKnative(t, r, w, c, cfg)
 			} else {
@@ -284,13 +342,13 @@ func TestChartContract(t *testing.T) {
 			}
 			checkServiceAccount(t, r, w.pod)
 			checkWebSecret(t, r, webSecret, tc.ownSecret)
-			job, jobEnv := checkMigrationJob(t, r, tc.image, tc.ownSecret)
+			job, jobEnv := checkMigrationJob(t, r, tc.image, img.uid, tc.ownSecret)
 			for _, k := range []string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DATABASE", "POSTGRES_USERNAME", "POSTGRES_SSLMODE"} {
 				if jobEnv[k] != webEnv[k] {
 					t.Errorf("migration Job %s = %q, web pods %q: they must use the same database", k, jobEnv[k], webEnv[k])
 				}
 			}
-			testPod := checkTestPod(t, r, w, tc.image)
+			testPod := checkTestPod(t, r, w, tc.image, img.uid)
 			trig, hasTrigger := checkTrigger(t, r, w)
 			checkNetworkPolicy(t, r, w, c, cfg)
 			if !strings.Contains(r.notes, "/user") || !strings.Contains(r.notes, "helm test") {
@@ -367,7 +425,7 @@ func webWorkload(t *testing.T, r rendering, knative bool) workload {
 
 // checkContainer checks the image and the container-level securityContext
 // every container that runs the image must have.
-func checkContainer(t *testing.T, what string, c corev1.Container, image string) {
+func checkContainer(t *testing.T, what string, c corev1.Container, image string, uid int64) {
 	t.Helper()
 	if c.Image != image {
 		t.Errorf("%s image = %q, want %q", what, c.Image, image)
@@ -382,9 +440,10 @@ func checkContainer(t *testing.T, what string, c corev1.Container, image string)
 	if sc == nil {
 		t.Fatalf("%s container has no securityContext", what)
 	}
+	runAsUser := fmt.Sprintf("runAsUser %d (the image's USER)", uid)
 	for name, ok := range map[string]bool{
 		"runAsNonRoot":                   sc.RunAsNonRoot != nil && *sc.RunAsNonRoot,
-		"runAsUser 65532":                sc.RunAsUser != nil && *sc.RunAsUser == imageUID,
+		runAsUser:                        sc.RunAsUser != nil && *sc.RunAsUser == uid,
 		"readOnlyRootFilesystem":         sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem,
 		"allowPrivilegeEscalation false": sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
 		"capabilities drop ALL":          sc.Capabilities != nil && slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) && len(sc.Capabilities.Add) == 0,
@@ -671,7 +730,7 @@ func checkWebSecret(t *testing.T, r rendering, name string, own bool) {
 
 // checkMigrationJob checks the pre-install/pre-upgrade hook Job and that
 // everything it needs exists before it runs.
-func checkMigrationJob(t *testing.T, r rendering, image string, ownSecret bool) (corev1.Container, map[string]string) {
+func checkMigrationJob(t *testing.T, r rendering, image string, uid int64, ownSecret bool) (corev1.Container, map[string]string) {
 	t.Helper()
 	jobs := r.ofKind("batch/v1", "Job")
 	if len(jobs) != 1 {
@@ -699,7 +758,7 @@ func checkMigrationJob(t *testing.T, r rendering, image string, ownSecret bool) 
 		t.Fatalf("Job has %d containers, want 1", len(p.Containers))
 	}
 	c := p.Containers[0]
-	checkContainer(t, "migration Job", c, image)
+	checkContainer(t, "migration Job", c, image, uid)
 	if len(c.Args) < 1 || c.Args[0] != "migrate" || (len(c.Args) == 2 && c.Args[1] != "up") || len(c.Args) > 2 {
 		t.Errorf("Job args %q, want migrate up", c.Args)
 	}
@@ -757,7 +816,7 @@ func checkHook(t *testing.T, h *release.Hook, events []release.HookEvent, polici
 	}
 }
 
-func checkTestPod(t *testing.T, r rendering, w workload, image string) corev1.Container {
+func checkTestPod(t *testing.T, r rendering, w workload, image string, uid int64) corev1.Container {
 	t.Helper()
 	pods := r.ofKind("v1", "Pod")
 	if len(pods) != 1 || pods[0].Hook == nil {
@@ -770,7 +829,7 @@ func checkTestPod(t *testing.T, r rendering, w workload, image string) corev1.Co
 		t.Fatalf("test Pod has %d containers", len(pod.Spec.Containers))
 	}
 	c := pod.Spec.Containers[0]
-	checkContainer(t, "test Pod", c, image)
+	checkContainer(t, "test Pod", c, image, uid)
 	if len(c.Args) != 2 || c.Args[0] != "healthcheck" {
 		t.Fatalf("test Pod args %q, want healthcheck URL", c.Args)
 	}
