@@ -90,7 +90,14 @@ func parsePage(q url.Values) (page, error) {
 
 // ServeHTTP writes a JSON array of users ordered by id.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p, err := parsePage(r.URL.Query())
+	// url.ParseQuery, not URL.Query: the latter silently drops pairs it
+	// cannot decode, so ?limit=%zz would list everything instead of 400.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		problem.Error(w, r, h.logger, &user.ValidationError{Errors: []user.FieldError{{Field: "query", Message: "is not a valid query string"}}})
+		return
+	}
+	p, err := parsePage(q)
 	if err != nil {
 		problem.Error(w, r, h.logger, err)
 		return

@@ -230,6 +230,8 @@ func hostileCases() []hostile {
 		{name: "limit twice", method: "GET", path: "/user?limit=1&limit=2", want: 400, wantType: v, wantField: "limit"},
 		{name: "limit script", method: "GET", path: "/user?limit=%3Cscript%3E", want: 400, wantType: v, wantField: "limit"},
 		{name: "limit SQL", method: "GET", path: "/user?limit=1%3BDROP%20TABLE%20users", want: 400, wantType: v, wantField: "limit"},
+		{name: "query bad escape", method: "GET", path: "/user?limit=%zz", want: 400, wantType: v, wantField: "query"},
+		{name: "query semicolon", method: "GET", path: "/user?limit=1;x=2", want: 400, wantType: v, wantField: "query"},
 		{name: "after negative", method: "GET", path: "/user?after=-1", want: 400, wantType: v, wantField: "after"},
 		{name: "after word", method: "GET", path: "/user?after=abc", want: 400, wantType: v, wantField: "after"},
 		{name: "after overflow", method: "GET", path: "/user?after=99999999999999999999", want: 400, wantType: v, wantField: "after"},

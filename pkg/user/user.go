@@ -42,7 +42,8 @@ type FieldError struct {
 	Message string `json:"message"`
 }
 
-// ValidationError is returned for input that is not a valid new user.
+// ValidationError is returned for input that is not valid: a new user,
+// or any other client input (query parameters) that names its fields.
 type ValidationError struct {
 	Errors []FieldError
 }
@@ -52,7 +53,7 @@ func (e *ValidationError) Error() string {
 	for i, f := range e.Errors {
 		parts[i] = f.Field + ": " + f.Message
 	}
-	return "invalid user: " + strings.Join(parts, "; ")
+	return "invalid input: " + strings.Join(parts, "; ")
 }
 
 func invalid(field, format string, args ...any) *ValidationError {
