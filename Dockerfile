@@ -6,7 +6,10 @@
 #   --build-arg CREATED="$(git log -1 --format=%cI)" .
 # See docs/containers.md for what is in the image and why.
 
-ARG GO_VERSION=1.26.8
+# The 1.26 line's newest patch release by default, so a rebuild picks up
+# security fixes (govulncheck reports net/http and crypto/tls issues in
+# 1.26.8 fixed in 1.26.10); CI pins the exact release with --build-arg.
+ARG GO_VERSION=1.26
 
 # The builder runs on the build machine's own platform and cross-compiles
 # for the target: no emulation, whatever --platform asks for.

@@ -420,7 +420,7 @@ func files(t *testing.T, s *stack, image string) []string {
 	// Created, never started: the entrypoint only has to satisfy images
 	// without one.
 	id := strings.TrimSpace(s.run(time.Minute, "docker", "create", "--entrypoint", "/none", image))
-	defer s.try(time.Minute, "docker", "rm", "-f", id)
+	defer func() { _, _ = s.try(time.Minute, "docker", "rm", "-f", id) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", "export", id)

@@ -134,7 +134,7 @@ func (r *Runner) Current(ctx context.Context) error {
 	err := r.db.NewSelect().
 		TableExpr("bun_migrations").
 		ColumnExpr("count(DISTINCT name)").
-		Where("name IN (?)", bun.In(r.names)).
+		Where("name IN (?)", bun.List(r.names)).
 		Scan(ctx, &n)
 	if err != nil {
 		if isUndefinedTable(err) {

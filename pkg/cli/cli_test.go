@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -218,7 +219,11 @@ func startServe(t *testing.T, bin string, env map[string]string) *process {
 func (p *process) wait(t *testing.T) int {
 	t.Helper()
 	select {
-	case <-p.done:
+	case err := <-p.done:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("wait: %v", err)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("process did not exit; logs:\n%s", p.logs)
 	}

@@ -25,9 +25,6 @@ const (
 	faultRequestTimeout = 2 * time.Second
 	// slack for scheduling on a loaded 2-core machine under -race.
 	faultSlack = time.Second
-	// The readiness cache's TTL and check timeout, as pkg/app sets them.
-	readinessTTL          = 500 * time.Millisecond
-	readinessCheckTimeout = time.Second
 )
 
 // probeSample is one poll of the two probes.
