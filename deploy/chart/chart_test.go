@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +41,7 @@ import (
 	"github.com/example/users/pkg/cli"
 	"github.com/example/users/pkg/config"
 	"github.com/example/users/pkg/pgtest"
+	"github.com/example/users/pkg/testenv"
 )
 
 const (
@@ -931,24 +931,6 @@ func run(t *testing.T, args []string, env map[string]string) (int, string) {
 	return code, out.String()
 }
 
-// syncBuffer collects the server's logs from its goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // serve runs the web container's args through the binary's command line
 // on a free port (Knative would set PORT) and waits until it listens.
 func serve(t *testing.T, args []string, env map[string]string) string {
@@ -962,7 +944,7 @@ func serve(t *testing.T, args []string, env map[string]string) string {
 	env = maps.Clone(env)
 	env["PORT"] = port
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := new(syncBuffer)
+	logs := new(testenv.Logs)
 	done := make(chan int, 1)
 	go func() { done <- cli.Run(ctx, "chart-test", args, env, io.Discard, logs) }()
 	t.Cleanup(func() {

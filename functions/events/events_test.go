@@ -27,26 +27,11 @@ import (
 	"github.com/example/users/pkg/user"
 )
 
-// syncBuffer collects the service's log lines; the server writes while
-// the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// events returns the decoded "cloudevent" log lines.
-func (b *syncBuffer) events(t *testing.T) []map[string]any {
+// eventLogs returns the decoded "cloudevent" log lines.
+func eventLogs(t *testing.T, logs *testenv.Logs) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+	for _, line := range bytes.Split(logs.Bytes(), []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}
@@ -142,7 +127,7 @@ func getUser(t *testing.T, url string) []byte {
 func TestCreate(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testenv.Logs{}
 			srv, db, _ := testenv.Service(t, logs)
 			c := newClient(t, srv.URL+"/")
 			e := createEvent(t, "evt-1", `{"username":"Alice","email":"alice@example.com"}`)
@@ -177,7 +162,7 @@ func TestCreate(t *testing.T) {
 				t.Fatalf("%d processed events, want 1", n)
 			}
 
-			lines := logs.events(t)
+			lines := eventLogs(t, logs)
 			if len(lines) != 1 {
 				t.Fatalf("%d cloudevent log lines, want 1: %v", len(lines), lines)
 			}
@@ -274,7 +259,7 @@ func do(t *testing.T, req *http.Request) response {
 func TestRedeliverySequential(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testenv.Logs{}
 			srv, db, _ := testenv.Service(t, logs)
 			c := newClient(t, srv.URL+"/")
 			e := createEvent(t, "once", `{"username":"carol","email":"carol@example.com"}`)
@@ -298,7 +283,7 @@ func TestRedeliverySequential(t *testing.T) {
 				t.Fatalf("%d processed events, want 1", n)
 			}
 			outcomes := map[any]int{}
-			for _, l := range logs.events(t) {
+			for _, l := range eventLogs(t, logs) {
 				outcomes[l["outcome"]]++
 			}
 			if outcomes["created"] != 1 || outcomes["duplicate"] != 9 {
@@ -416,7 +401,7 @@ func binaryHeaders(id, typ, contentType string) map[string]string {
 }
 
 func TestRejected(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.Logs{}
 	srv, db, _ := testenv.Service(t, logs)
 	c := newClient(t, srv.URL+"/")
 
@@ -547,13 +532,13 @@ func TestRejected(t *testing.T) {
 	// Every rejection is logged with its outcome and, where the event could
 	// be read, its type, source and id.
 	var sawConflict bool
-	for _, l := range logs.events(t) {
+	for _, l := range eventLogs(t, logs) {
 		if l["outcome"] == "rejected" && l["status"] == float64(422) {
 			sawConflict = l["type"] == events.TypeCreate && l["source"] != nil && l["id"] != nil
 		}
 	}
 	if !sawConflict {
-		t.Fatalf("no log line for a 422 with the event's type, source and id: %v", logs.events(t))
+		t.Fatalf("no log line for a 422 with the event's type, source and id: %v", eventLogs(t, logs))
 	}
 }
 
@@ -578,7 +563,7 @@ func TestRejectedThenFixed(t *testing.T) {
 func TestDatabaseUnavailable(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testenv.Logs{}
 			db := store.Open(testenv.Unreachable(t), "events-test")
 			defer db.Close()
 			srv := httptest.NewServer(events.New(store.New(db), slog.New(slog.NewJSONHandler(logs, nil))))
@@ -604,7 +589,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 			}
 			testenv.ReadProblem(t, resp, http.StatusServiceUnavailable)
 
-			lines := logs.events(t)
+			lines := eventLogs(t, logs)
 			if len(lines) != 2 || lines[0]["outcome"] != "failed" || lines[0]["error"] == nil || lines[0]["id"] != "down" {
 				t.Fatalf("log lines %v", lines)
 			}

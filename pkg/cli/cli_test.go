@@ -10,12 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -137,63 +134,22 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
-// binary builds the users command once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "users")
-	cmd := exec.Command("go", "build", "-o", path, "github.com/example/users/pkg/cmd/users")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	return path
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 type process struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *syncBuffer
+	logs *testenv.Logs
 	done chan error
-}
-
-// syncBuffer is a bytes.Buffer the child's output can be copied into while
-// the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func startServe(t *testing.T, bin string, env map[string]string) *process {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = []string{"PORT=" + strconv.Itoa(port)}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &process{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: new(syncBuffer), done: make(chan error, 1)}
+	p := &process{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: new(testenv.Logs), done: make(chan error, 1)}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -235,7 +191,7 @@ func (p *process) wait(t *testing.T) int {
 // served during the drain delay, the in-flight request completes with
 // 201, and the process exits 0.
 func TestGracefulShutdown(t *testing.T) {
-	bin := binary(t)
+	bin := testenv.Binary(t)
 	_, cfg := testenv.DB(t)
 	env := pgtest.Env(cfg)
 	env["SHUTDOWN_DRAIN_DELAY"] = "1s"
@@ -299,7 +255,7 @@ func TestGracefulShutdown(t *testing.T) {
 // TestSecondSignalExitsAtOnce: an operator's second Ctrl-C does not wait
 // for a long drain.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	bin := binary(t)
+	bin := testenv.Binary(t)
 	_, cfg := testenv.DB(t)
 	env := pgtest.Env(cfg)
 	env["SHUTDOWN_DRAIN_DELAY"] = "60s"

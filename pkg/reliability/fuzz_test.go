@@ -35,7 +35,7 @@ func FuzzCreateRequest(f *testing.F) {
 	f.Add("application/json; charset=UTF-8", userJSON("Fuzz.2", "o'brien+x@example.com"))
 
 	db, cfg := testenv.DB(f)
-	fn := app.New(&logBuffer{})
+	fn := app.New(&testenv.Logs{})
 	if err := fn.StartConfig(context.Background(), testenv.Config(f, cfg)); err != nil {
 		f.Fatal(err)
 	}

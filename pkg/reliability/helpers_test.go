@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +16,11 @@ import (
 	"github.com/example/users/pkg/config"
 	"github.com/example/users/pkg/pgtest"
 	"github.com/example/users/pkg/server"
+	"github.com/example/users/pkg/testenv"
 )
 
-// logBuffer collects the service's log lines and prints them only when
-// the test fails, so a failure comes with the server's side of the story.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
+// dumpOnFailure prints a server's log only when the test fails, so a
+// failure comes with the server's side of the story.
 func dumpOnFailure(t *testing.T, name string, l interface{ String() string }) {
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -64,7 +47,7 @@ func serveApp(t *testing.T, cfg config.Database, env map[string]string) (string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testenv.Logs{}
 	dumpOnFailure(t, "service", logs)
 	fn := app.New(logs)
 	if err := fn.StartConfig(context.Background(), c); err != nil {

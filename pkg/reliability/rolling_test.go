@@ -7,12 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,43 +23,21 @@ import (
 	"github.com/example/users/pkg/testenv"
 )
 
-// buildBinary builds the real `users` binary into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "users")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/example/users/pkg/cmd/users")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // instance is one running `users serve` process.
 type instance struct {
 	name string
 	base string
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *testenv.Logs
 	done chan struct{} // closed when the process has exited
 	err  error         // Wait's result, set before done closes
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // startInstance runs bin serve against database cfg and waits until it
 // is ready.
 func startInstance(t *testing.T, bin, name string, cfg config.Database, env map[string]string) *instance {
 	t.Helper()
-	port := freePort(t)
+	port := strconv.Itoa(testenv.FreePort(t))
 	vars := pgtest.Env(cfg)
 	vars["PORT"] = port
 	for k, v := range env {
@@ -72,7 +48,7 @@ func startInstance(t *testing.T, bin, name string, cfg config.Database, env map[
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	in := &instance{name: name, base: "http://127.0.0.1:" + port, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	in := &instance{name: name, base: "http://127.0.0.1:" + port, cmd: cmd, logs: &testenv.Logs{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = in.logs, in.logs
 	dumpOnFailure(t, name, in.logs)
 	if err := cmd.Start(); err != nil {
@@ -272,7 +248,7 @@ func waitRoutable(t *testing.T, b *backend, within time.Duration) {
 // behind one that does not (a plain Service), where only the drain delay
 // keeps requests away from a closed listener.
 func TestSlowRollingRestart(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testenv.Binary(t)
 	for _, tc := range []struct {
 		name         string
 		retryRefused bool

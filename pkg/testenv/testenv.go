@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -70,14 +69,8 @@ func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Functi
 // connections, for testing how the service behaves without its database.
 func Unreachable(tb testing.TB) config.Database {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
 	cfg := pgtest.Server(tb)
-	cfg.Port = port
+	cfg.Port = FreePort(tb)
 	cfg.DialTimeout = 500 * time.Millisecond
 	return cfg
 }

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,28 +32,6 @@ import (
 	"github.com/example/users/pkg/testenv"
 )
 
-// buildUsers builds the service binary as CI and the container do.
-func buildUsers(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "users")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/example/users/pkg/cmd/users")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
 // server is one running `users serve`.
 type server struct {
 	cmd    *exec.Cmd
@@ -67,7 +44,7 @@ type server struct {
 // start execs `users serve` on a free port; the caller waits for it.
 func start(t *testing.T, bin string, cfg config.Database) *server {
 	t.Helper()
-	port := freePort(t)
+	port := strconv.Itoa(testenv.FreePort(t))
 	logs := filepath.Join(t.TempDir(), "serve.log")
 	f, err := os.Create(logs)
 	if err != nil {
@@ -146,7 +123,7 @@ func (s *server) waitReady(t *testing.T, since time.Time) (firstAnswer, ready ti
 }
 
 func TestSlowStartup(t *testing.T) {
-	bin := buildUsers(t)
+	bin := testenv.Binary(t)
 	_, cfg := testenv.DB(t)
 	const runs = 10
 	var ready, answer []time.Duration
@@ -167,7 +144,7 @@ func TestSlowStartup(t *testing.T) {
 
 func TestSlowStreaming(t *testing.T) {
 	const users = 100_000
-	bin := buildUsers(t)
+	bin := testenv.Binary(t)
 	db, cfg := testenv.DB(t)
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, `INSERT INTO users (username, email)
@@ -304,7 +281,7 @@ func listQueryActive(ctx context.Context, db *bun.DB, name string) (bool, error)
 }
 
 func TestSlowLoad(t *testing.T) {
-	bin := buildUsers(t)
+	bin := testenv.Binary(t)
 	_, cfg := testenv.DB(t)
 	s := start(t, bin, cfg)
 	s.waitReady(t, time.Now())
