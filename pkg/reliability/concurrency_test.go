@@ -64,7 +64,7 @@ func TestSlowConcurrentCreates(t *testing.T) {
 		for i, s := range statuses {
 			counts[s]++
 			if s == http.StatusConflict {
-				var p problemBody
+				var p testenv.Problem
 				if err := json.Unmarshal(bodies[i], &p); err != nil || len(p.Errors) != 1 || p.Errors[0].Field != "username" {
 					t.Errorf("409 body %s, want a conflict on username", bodies[i])
 				}

@@ -146,7 +146,7 @@ func testDatabaseFault(t *testing.T, mode string) {
 		case r.dur > limit:
 			msg = fmt.Sprintf("%s at %+v took %v, over the request timeout %v + %v", r.op, at, r.dur, faultRequestTimeout, faultSlack)
 		case r.status == http.StatusServiceUnavailable:
-			var p problemBody
+			var p testenv.Problem
 			if r.contentType != "application/problem+json" || json.Unmarshal([]byte(r.body), &p) != nil || p.Type != "urn:problem:users:unavailable" {
 				msg = fmt.Sprintf("%s: 503 with %q %s, want an unavailable problem", r.op, r.contentType, r.body)
 			}

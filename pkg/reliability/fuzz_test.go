@@ -66,7 +66,7 @@ func FuzzCreateRequest(f *testing.F) {
 			if after != before {
 				t.Fatalf("%d but rows %d -> %d", status, before, after)
 			}
-			var p problemBody
+			var p testenv.Problem
 			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
 				t.Fatalf("%d with Content-Type %q", status, ct)
 			}

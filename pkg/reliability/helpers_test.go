@@ -104,18 +104,6 @@ func snapshot(t *testing.T, db *bun.DB) []dbRow {
 	return out
 }
 
-// problemBody is an RFC 9457 body as the service writes it.
-type problemBody struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Errors []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors"`
-}
-
 // createdUser is the 201 answer to POST /user.
 type createdUser struct {
 	ID       int64  `json:"id"`

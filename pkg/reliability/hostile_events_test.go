@@ -357,7 +357,7 @@ func checkEventProblem(t *testing.T, tc hostileEvent, status int, b []byte) {
 	if bytes.ContainsAny(b, "<>") {
 		t.Errorf("problem body echoes markup unescaped: %s", b)
 	}
-	var p problemBody
+	var p testenv.Problem
 	if err := json.Unmarshal(b, &p); err != nil {
 		t.Fatalf("problem body %s: %v", b, err)
 	}

@@ -374,7 +374,7 @@ func checkHostile(t *testing.T, c *http.Client, base string, tc hostile) {
 	if bytes.ContainsAny(b, "<>") {
 		t.Errorf("problem body echoes markup unescaped: %s", b)
 	}
-	var p problemBody
+	var p testenv.Problem
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
