@@ -570,11 +570,11 @@ func checkPorts(t *testing.T, c corev1.Container, cfg config.Config, knative boo
 			t.Errorf("%s probe port %v is not the container's port", name, port.String())
 		}
 	}
-	if !slices.Contains(app.ReadinessPaths, c.ReadinessProbe.HTTPGet.Path) {
-		t.Errorf("readiness path %q is not one of app.ReadinessPaths %q", c.ReadinessProbe.HTTPGet.Path, app.ReadinessPaths)
+	if !slices.Contains(app.ReadinessPaths(), c.ReadinessProbe.HTTPGet.Path) {
+		t.Errorf("readiness path %q is not one of app.ReadinessPaths() %q", c.ReadinessProbe.HTTPGet.Path, app.ReadinessPaths())
 	}
-	if !slices.Contains(app.LivenessPaths, c.LivenessProbe.HTTPGet.Path) {
-		t.Errorf("liveness path %q is not one of app.LivenessPaths %q", c.LivenessProbe.HTTPGet.Path, app.LivenessPaths)
+	if !slices.Contains(app.LivenessPaths(), c.LivenessProbe.HTTPGet.Path) {
+		t.Errorf("liveness path %q is not one of app.LivenessPaths() %q", c.LivenessProbe.HTTPGet.Path, app.LivenessPaths())
 	}
 }
 

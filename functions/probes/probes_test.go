@@ -53,12 +53,12 @@ func TestProbes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := start(t, tt.env)
 			// Liveness never depends on the database.
-			for _, p := range app.LivenessPaths {
+			for _, p := range app.LivenessPaths() {
 				if code, body := get(t, srv.URL+p); code != 200 || body != "{}\n" {
 					t.Errorf("%s = %d %q, want 200 {}", p, code, body)
 				}
 			}
-			for _, p := range app.ReadinessPaths {
+			for _, p := range app.ReadinessPaths() {
 				resp, err := http.Get(srv.URL + p)
 				if err != nil {
 					t.Fatal(err)

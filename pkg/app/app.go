@@ -103,10 +103,10 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	rt.Handle(http.MethodGet, "/user/{id}", get.New(users, f.logger))
 	rt.Handle(http.MethodPost, "/{$}", events.New(users, f.logger))
 	live, ready := probes.Liveness(), probes.Readiness(checker)
-	for _, p := range LivenessPaths {
+	for _, p := range LivenessPaths() {
 		rt.Handle(http.MethodGet, p, live)
 	}
-	for _, p := range ReadinessPaths {
+	for _, p := range ReadinessPaths() {
 		rt.Handle(http.MethodGet, p, ready)
 	}
 	h := server.Middleware(rt, f.logger, cfg.HTTP.RequestTimeout)
@@ -122,11 +122,12 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 // the 2 s a probe period allows.
 const readinessTTL = 500 * time.Millisecond
 
-// Probe paths: the original application's, and Knative func's defaults.
-var (
-	LivenessPaths  = []string{"/-/healthy", "/health/liveness"}
-	ReadinessPaths = []string{"/-/ready", "/health/readiness"}
-)
+// LivenessPaths are the liveness probe's paths: the original
+// application's, and Knative func's default.
+func LivenessPaths() []string { return []string{"/-/healthy", "/health/liveness"} }
+
+// ReadinessPaths are the readiness probe's paths, as LivenessPaths.
+func ReadinessPaths() []string { return []string{"/-/ready", "/health/readiness"} }
 
 // Routes lists the routed path patterns and their methods.
 func (f *Function) Routes() map[string][]string {
