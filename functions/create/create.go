@@ -3,13 +3,11 @@ package create
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 
+	"github.com/example/users/pkg/body"
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/user"
 )
@@ -33,27 +31,13 @@ func New(users Creator, logger *slog.Logger) *Handler {
 	return &Handler{users: users, logger: logger}
 }
 
-// IsJSON reports whether a Content-Type header names JSON in UTF-8.
-func IsJSON(contentType string) bool {
-	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil || mt != "application/json" {
-		return false
-	}
-	cs, ok := params["charset"]
-	return !ok || strings.EqualFold(cs, "utf-8")
-}
-
 // ServeHTTP creates a user from a JSON body and answers 201 with it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !IsJSON(r.Header.Get("Content-Type")) {
+	if !body.IsJSON(r.Header.Get("Content-Type")) {
 		problem.Write(w, problem.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json"))
 		return
 	}
-	if r.ContentLength > MaxBody {
-		problem.Error(w, r, h.logger, &http.MaxBytesError{Limit: MaxBody})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	data, err := body.Read(w, r, MaxBody)
 	if err != nil {
 		if _, ok := err.(*http.MaxBytesError); !ok {
 			problem.Write(w, problem.New(http.StatusBadRequest, "the request body could not be read"))
@@ -62,7 +46,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, r, h.logger, err)
 		return
 	}
-	n, err := user.ParseNew(body)
+	n, err := user.ParseNew(data)
 	if err != nil {
 		problem.Error(w, r, h.logger, err)
 		return

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -29,6 +28,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/example/users/pkg/body"
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/requestid"
 	"github.com/example/users/pkg/store"
@@ -143,17 +143,14 @@ func Reply(rep store.EventReply) event.Event {
 // decode reads the request as one CloudEvent in binary or structured
 // mode. ev is nil when the request could not be decoded as one.
 func decode(ctx context.Context, w http.ResponseWriter, r *http.Request) (*event.Event, binding.Encoding, *problem.Problem) {
-	if r.ContentLength > MaxBody {
-		return nil, binding.EncodingUnknown, ptr(tooLarge())
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	data, err := body.Read(w, r, MaxBody)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, binding.EncodingUnknown, ptr(tooLarge())
 		}
 		return nil, binding.EncodingUnknown, ptr(problem.New(http.StatusBadRequest, "the request body could not be read"))
 	}
-	msg := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(body)))
+	msg := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(data)))
 	mode := msg.ReadEncoding()
 	switch mode {
 	case binding.EncodingBinary, binding.EncodingStructured:
@@ -193,21 +190,11 @@ func check(ev *event.Event) *problem.Problem {
 		return ptr(problem.New(http.StatusBadRequest,
 			fmt.Sprintf("unsupported event type %q; this service accepts %s", ev.Type(), TypeCreate)))
 	}
-	if ct := ev.DataContentType(); ct != "" && !isJSON(ct) {
+	if ct := ev.DataContentType(); ct != "" && !body.IsJSON(ct) {
 		return ptr(problem.New(http.StatusBadRequest,
 			fmt.Sprintf("unsupported datacontenttype %q; the data must be application/json", ct)))
 	}
 	return nil
-}
-
-// isJSON reports whether a media type names JSON in UTF-8.
-func isJSON(ct string) bool {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return false
-	}
-	cs, ok := params["charset"]
-	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // failure maps a store error to the problem for an event. It differs from

@@ -10,6 +10,7 @@ import (
 
 	"github.com/example/users/functions/create"
 	"github.com/example/users/pkg/app"
+	reqbody "github.com/example/users/pkg/body"
 	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
@@ -78,7 +79,7 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 
 		// The service and the parser agree on what is valid JSON input.
-		if create.IsJSON(contentType) && len(body) <= create.MaxBody {
+		if reqbody.IsJSON(contentType) && len(body) <= create.MaxBody {
 			_, perr := user.ParseNew(body)
 			if valid := perr == nil; valid != (status == http.StatusCreated || status == http.StatusConflict) {
 				t.Fatalf("ParseNew says valid=%v (%v) but the service answered %d", valid, perr, status)
