@@ -199,7 +199,10 @@ func check(ev *event.Event) *problem.Problem {
 
 // failure maps a store error to the problem for an event. It differs from
 // problem.From on purpose: a taken username or email is 422, since Knative
-// retries a 409 although a redelivery cannot succeed.
+// retries a 409 although a redelivery cannot succeed. Everything else keeps
+// problem.From's 5xx: in particular an unavailable database and a schema
+// not yet migrated are 503, which Knative redelivers, and a redelivery
+// after the outage or `users migrate up` succeeds.
 func failure(err error) problem.Problem {
 	if conflict, ok := errors.AsType[*store.ConflictError](err); ok {
 		p := problem.New(http.StatusUnprocessableEntity, conflict.Error()+" by another user")

@@ -73,6 +73,12 @@ func From(err error) Problem {
 		return New(http.StatusRequestEntityTooLarge, "the request body must be at most "+strconv.FormatInt(tooLarge.Limit, 10)+" bytes")
 	case errors.Is(err, store.ErrNotFound):
 		return New(http.StatusNotFound, "no such user")
+	case errors.Is(err, store.ErrSchema):
+		// Before ErrUnavailable, which it wraps: the operator needs to know
+		// that waiting will not help until the migrations run.
+		p := New(http.StatusServiceUnavailable, "the database schema is not migrated; run `users migrate up`")
+		p.Type = TypeUnavailable
+		return p
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		p := New(http.StatusServiceUnavailable, "the database is unavailable; retry later")
 		p.Type = TypeUnavailable

@@ -17,6 +17,12 @@ import (
 var (
 	ErrNotFound    = errors.New("user not found")
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrSchema means the database answers but lacks a table, column or
+	// schema the queries need: its migrations have not been applied. It
+	// wraps ErrUnavailable, because the request is not at fault and will
+	// succeed once `users migrate up` has run, so code that knows only
+	// ErrUnavailable still answers 503 rather than 500.
+	ErrSchema = fmt.Errorf("%w: schema not migrated", ErrUnavailable)
 )
 
 // ConflictError says which unique field a new user collides on.
@@ -122,7 +128,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // classify turns driver errors into the store's errors. Anything that is
 // not an error reported by PostgreSQL about the statement itself (network
 // errors, timeouts, a server shutting down) means the database is not
-// usable right now.
+// usable right now. A statement naming a table, column or schema that
+// does not exist means the schema is behind this version's queries.
 func classify(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
@@ -136,6 +143,10 @@ func classify(err error) error {
 				return &ConflictError{Field: f}
 			}
 			return err
+		case code == "42P01", // undefined_table
+			code == "42703", // undefined_column
+			code == "3F000": // invalid_schema_name
+			return fmt.Errorf("%w: %w", ErrSchema, err)
 		case strings.HasPrefix(code, "08"), // connection exception
 			strings.HasPrefix(code, "53"),                     // insufficient resources
 			code == "57P01", code == "57P02", code == "57P03", // shutting down, starting up
