@@ -114,7 +114,7 @@ the password is never an environment value.
 
 {{/*
 The pod volume holding the password. Mode 0444: Knative allows no pod-level
-fsGroup, and the image runs as uid 65532, not as the file's owner.
+fsGroup, and the image runs as its own uid (users.uid), not as the file's owner.
 Args: dict "root" $ "secretName" name.
 */}}
 {{- define "users.passwordVolume" -}}
@@ -165,61 +165,34 @@ Args: dict "root" $ "drainDelaySeconds" n.
 {{- end }}
 
 {{/*
-The one container definition (a list item) behind the Knative Service, the Deployment and
-the migration Job.
-Args: dict
-  "root"    $
-  "args"    the binary's arguments (a subcommand first)
-  "serve"   true for the web container: port and probes
-  "knative" true inside a Knative Service: probes without a port (Knative
-            points them at the queue-proxy) and the port named http1
-  "drainDelaySeconds" SHUTDOWN_DRAIN_DELAY
-  "resources" container resources
-The pod must have the volume db-password (users.passwordVolume).
+What the image fixes, in one place: the uid it runs as (the Dockerfile's
+USER), the port `users serve` listens on (its PORT default, which Knative
+also sets) and the probe paths the binary serves.
 */}}
-{{- define "users.container" -}}
-{{- $v := .root.Values -}}
-- name: users
-  image: {{ include "users.image" .root | quote }}
-  imagePullPolicy: {{ $v.image.pullPolicy }}
-  args:
-    {{- toYaml .args | nindent 4 }}
-{{- if .serve }}
-  ports:
-    - name: {{ ternary "http1" "http" .knative }}
-      containerPort: 8080
-      protocol: TCP
-  readinessProbe:
-    httpGet:
-      path: /-/ready
-      {{- if not .knative }}
-      port: http
-      {{- end }}
-    periodSeconds: {{ $v.probes.readiness.periodSeconds }}
-    timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
-    failureThreshold: {{ $v.probes.readiness.failureThreshold }}
-  livenessProbe:
-    httpGet:
-      path: /-/healthy
-      {{- if not .knative }}
-      port: http
-      {{- end }}
-    periodSeconds: {{ $v.probes.liveness.periodSeconds }}
-    timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
-    failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+{{- define "users.uid" -}}65532{{- end }}
+{{- define "users.port" -}}8080{{- end }}
+{{- define "users.readinessPath" -}}/-/ready{{- end }}
+{{- define "users.livenessPath" -}}/-/healthy{{- end }}
+
+{{/*
+The password file's mount, in every container that runs the binary (the pod
+needs the volume from users.passwordVolume).
+*/}}
+{{- define "users.passwordMount" -}}
+- name: db-password
+  mountPath: {{ include "users.passwordDir" . }}
+  readOnly: true
 {{- end }}
-  env:
-    {{- include "users.env" (dict "root" .root "drainDelaySeconds" .drainDelaySeconds) | nindent 4 }}
-  volumeMounts:
-    - name: db-password
-      mountPath: {{ include "users.passwordDir" .root }}
-      readOnly: true
-{{- with .resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-{{- end }}
-  securityContext:
-    {{- include "users.containerSecurityContext" . | nindent 4 }}
+
+{{/*
+Pod-level securityContext of the Deployment, the migration Job and the test
+Pod: the image's uid, gid and fsGroup, then .Values.podSecurityContext on top.
+(Knative disables this field by default: the Knative Service carries only the
+container-level one.)
+*/}}
+{{- define "users.podSecurityContext" -}}
+{{- $uid := include "users.uid" . | int -}}
+{{- toYaml (merge (deepCopy .Values.podSecurityContext) (dict "runAsUser" $uid "runAsGroup" $uid "fsGroup" $uid)) }}
 {{- end }}
 
 {{/*
@@ -228,8 +201,8 @@ privileges. Knative allows all of it at container level.
 */}}
 {{- define "users.containerSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
+runAsUser: {{ include "users.uid" . }}
+runAsGroup: {{ include "users.uid" . }}
 readOnlyRootFilesystem: true
 allowPrivilegeEscalation: false
 capabilities:
