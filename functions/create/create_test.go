@@ -161,9 +161,10 @@ func TestConcurrentSameUsername(t *testing.T) {
 }
 
 func TestDatabaseDownIs503(t *testing.T) {
-	db := store.Open(testenv.Unreachable(t), "test")
+	cfg := testenv.Unreachable(t)
+	db := store.Open(cfg, "test")
 	defer db.Close()
-	h := create.New(store.New(db), slog.New(slog.DiscardHandler))
+	h := create.New(store.New(db, cfg.QueryTimeout), slog.New(slog.DiscardHandler))
 	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, "/user", strings.NewReader(`{"username":"a","email":"a@b.c"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()

@@ -564,9 +564,10 @@ func TestDatabaseUnavailable(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			logs := &testenv.Logs{}
-			db := store.Open(testenv.Unreachable(t), "events-test")
+			cfg := testenv.Unreachable(t)
+			db := store.Open(cfg, "events-test")
 			defer db.Close()
-			srv := httptest.NewServer(events.New(store.New(db), slog.New(slog.NewJSONHandler(logs, nil))))
+			srv := httptest.NewServer(events.New(store.New(db, cfg.QueryTimeout), slog.New(slog.NewJSONHandler(logs, nil))))
 			defer srv.Close()
 
 			e := createEvent(t, "down", `{"username":"jack","email":"jack@example.com"}`)

@@ -169,9 +169,9 @@ func (g *gate) List(ctx context.Context, after int64, limit int, fn func(*user.U
 }
 
 func TestListStreamsBeforeTheLastRow(t *testing.T) {
-	db, _ := testenv.DB(t)
+	db, cfg := testenv.DB(t)
 	seed(t, db, 2000)
-	g := &gate{users: store.New(db), after: 1000, reached: make(chan struct{}), release: make(chan struct{})}
+	g := &gate{users: store.New(db, cfg.QueryTimeout), after: 1000, reached: make(chan struct{}), release: make(chan struct{})}
 	srv := httptest.NewServer(list.New(g, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 
@@ -209,9 +209,10 @@ func TestListStreamsBeforeTheLastRow(t *testing.T) {
 }
 
 func TestDatabaseDownIs503(t *testing.T) {
-	db := store.Open(testenv.Unreachable(t), "test")
+	cfg := testenv.Unreachable(t)
+	db := store.Open(cfg, "test")
 	defer db.Close()
-	srv := httptest.NewServer(list.New(store.New(db), slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(list.New(store.New(db, cfg.QueryTimeout), slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	for _, q := range []string{"", "?limit=10"} {
 		resp, err := http.Get(srv.URL + q)

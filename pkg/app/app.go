@@ -85,7 +85,7 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 		_ = db.Close()
 		return err
 	}
-	users := store.New(db)
+	users := store.New(db, cfg.Database.QueryTimeout)
 	checker := health.NewChecker(func(ctx context.Context) error {
 		err := runner.Current(ctx)
 		if errors.Is(err, migrations.ErrPending) {

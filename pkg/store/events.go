@@ -50,7 +50,13 @@ func (p processedEvent) reply(duplicate bool) EventReply {
 // CreateForEvent creates user n on behalf of the event key, exactly once:
 // it returns the reply stored for key if the event was processed before,
 // and otherwise creates the user and stores the reply in one transaction.
+//
+// The store's timeout bounds the whole transaction: its statements answer
+// at once, unless a concurrent delivery of the same event holds the key,
+// and that one is bounded the same way.
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	return CreateForEvent(ctx, s.db, key, n)
 }
 

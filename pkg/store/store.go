@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -49,16 +50,34 @@ var uniqueFields = map[string]string{
 // docs/performance.md). BenchmarkGet and BenchmarkCreate in this package
 // measure the variants.
 type Store struct {
-	db *bun.DB
+	db      *bun.DB
+	timeout time.Duration
 }
 
-// New returns a Store over db.
-func New(db *bun.DB) *Store { return &Store{db: db} }
+// New returns a Store over db whose calls wait at most timeout for the
+// database, queueing for a connection included: List while it gets its
+// connection, the others for the whole call. Pass the QueryTimeout that
+// Open gave the driver. The driver's read timeout restarts with every
+// read, so it notices a database gone silent without ever cutting a
+// stream that keeps coming, but it does not count the wait for a pooled
+// connection: with the database silent, requests queued behind the stuck
+// ones waited a multiple of it. A timeout of 0 adds no bound.
+func New(db *bun.DB, timeout time.Duration) *Store { return &Store{db: db, timeout: timeout} }
+
+// bounded returns ctx limited to the store's timeout.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
 
 // Create inserts u and returns the stored user. A username or email that
 // is taken in any letter case gives a *ConflictError; the unique indexes
 // decide, so concurrent creates cannot both succeed.
 func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	return Create(ctx, s.db, u)
 }
 
@@ -76,6 +95,8 @@ func Create(ctx context.Context, db bun.IDB, u user.New) (user.User, error) {
 
 // Get returns the user with id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (user.User, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	var u user.User
 	err := s.db.QueryRowContext(ctx, "SELECT id, username, email, created_at FROM users WHERE id = ?", id).
 		Scan(&u.ID, &u.Username, &u.Email, &u.CreatedAt)
@@ -96,7 +117,18 @@ func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.
 	if limit > 0 {
 		q, args = q+" LIMIT ?", append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	// Only getting a connection is bounded by the store's timeout: the
+	// statement's context is also its rows', and its deadline would cut a
+	// long stream. The driver's read timeout bounds the wait for the first
+	// row and for each next one; the request's deadline bounds the whole.
+	cctx, cancel := s.bounded(ctx)
+	conn, err := s.db.Conn(cctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list users: %w", classify(err))
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("list users: %w", classify(err))
 	}
@@ -119,6 +151,8 @@ func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping: %w", classify(err))
 	}

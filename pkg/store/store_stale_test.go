@@ -20,7 +20,7 @@ func TestGetAfterTimeoutReadsItsOwnAnswer(t *testing.T) {
 	db, cfg := testenv.DB(t)
 	db.SetMaxOpenConns(1) // the timed-out query and the next share a connection
 	ctx := context.Background()
-	s := store.New(db)
+	s := store.New(db, cfg.QueryTimeout)
 	for _, name := range []string{"first", "second"} {
 		if _, err := s.Create(ctx, user.New{Username: name, Email: name + "@example.com"}); err != nil {
 			t.Fatal(err)
