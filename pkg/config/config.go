@@ -46,9 +46,13 @@ type Database struct {
 	SSLMode      string        `env:"POSTGRES_SSLMODE" envDefault:"disable"`
 	MaxConns     int           `env:"POSTGRES_MAX_CONNS" envDefault:"10"`
 	DialTimeout  time.Duration `env:"POSTGRES_DIAL_TIMEOUT" envDefault:"2s"`
-	// QueryTimeout bounds each read from and write to the database socket,
-	// so a vanished database turns into a 503 instead of a hung request.
-	QueryTimeout time.Duration `env:"POSTGRES_QUERY_TIMEOUT" envDefault:"10s"`
+	// QueryTimeout is how long a request waits for the database before it
+	// gets a 503: for a connection, for a statement's answer, and for each
+	// further read of a streamed list. The driver restarts it with every
+	// row, so a list that keeps coming is never cut, and it can be short
+	// enough that a silent database (packets dropped, no reset) answers
+	// 503 within 5 s.
+	QueryTimeout time.Duration `env:"POSTGRES_QUERY_TIMEOUT" envDefault:"4s"`
 }
 
 // HTTP holds the server settings.

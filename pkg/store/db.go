@@ -27,6 +27,12 @@ func Open(cfg config.Database, appName string, extra ...pgdriver.Option) *bun.DB
 		pgdriver.WithDatabase(cfg.Name),
 		pgdriver.WithApplicationName(appName),
 		pgdriver.WithDialTimeout(cfg.DialTimeout),
+		// pgdriver (v1.2.18) sets the socket's read deadline to now plus
+		// this (or the context's deadline, if sooner) when a statement
+		// starts waiting for its answer, and again, without the context,
+		// at every Rows.Next. So it bounds how long the database may stay
+		// silent, not how long a streamed list may take, and not the time
+		// spent between rows writing to a slow client.
 		pgdriver.WithReadTimeout(cfg.QueryTimeout),
 		pgdriver.WithWriteTimeout(cfg.QueryTimeout),
 	}
