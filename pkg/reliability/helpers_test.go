@@ -39,6 +39,13 @@ func dumpOnFailure(t *testing.T, name string, l interface{ String() string }) {
 // configuration variables.
 func serveApp(t *testing.T, cfg config.Database, env map[string]string) (string, *app.Function) {
 	t.Helper()
+	base, fn, _ := serveAppLogs(t, cfg, env)
+	return base, fn
+}
+
+// serveAppLogs is serveApp, and also returns what the service logs.
+func serveAppLogs(t *testing.T, cfg config.Database, env map[string]string) (string, *app.Function, *testenv.Logs) {
+	t.Helper()
 	vars := pgtest.Env(cfg)
 	for k, v := range env {
 		vars[k] = v
@@ -68,7 +75,7 @@ func serveApp(t *testing.T, cfg config.Database, env map[string]string) (string,
 		<-done
 		_ = fn.Stop(context.Background())
 	})
-	return "http://" + ln.Addr().String(), fn
+	return "http://" + ln.Addr().String(), fn, logs
 }
 
 // dbRow is one users row as stored.
