@@ -12,8 +12,8 @@ import (
 
 	fhttp "knative.dev/func-go/http"
 
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/user"
 )
 

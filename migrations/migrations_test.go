@@ -14,8 +14,8 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
 )
 
 func tableExists(t *testing.T, db *bun.DB, name string) bool {

@@ -37,11 +37,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
 	"github.com/example/users/pkg/cli"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 const (

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/example/users/functions/create"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/store"
-	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
 

@@ -12,7 +12,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/example/users/functions/events"
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 )
 
 // BenchmarkEvents measures one delivery through the composed service over

@@ -22,8 +22,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/example/users/functions/events"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/store"
-	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/user"
 )
 

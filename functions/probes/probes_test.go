@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/migrations"
 	"github.com/example/users/pkg/app"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 func get(t *testing.T, url string) (int, string) {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
-	"github.com/example/users/pkg/testenv"
 )
 
 // The benchmarks drive the composed handler (middleware, router, handler,

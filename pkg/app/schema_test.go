@@ -10,10 +10,10 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/migrations"
 	"github.com/example/users/pkg/app"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 // schemaDetail is what a client is told when the schema is missing.

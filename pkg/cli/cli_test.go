@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {

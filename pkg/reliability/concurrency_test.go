@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 )
 
 // race fires n creates at once (all released by one close) and returns

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 )
 
 // Timeouts the fault test runs the service with: short, so an outage

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/example/users/functions/create"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
 	reqbody "github.com/example/users/pkg/body"
-	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
 

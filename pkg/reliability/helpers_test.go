@@ -12,11 +12,11 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
 	"github.com/example/users/pkg/server"
-	"github.com/example/users/pkg/testenv"
 )
 
 // dumpOnFailure prints a server's log only when the test fails, so a

@@ -14,7 +14,7 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 )
 
 // hostileEvent is one malformed CloudEvents delivery to POST / and the

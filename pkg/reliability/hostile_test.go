@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/testenv"
+	"github.com/example/users/internal/testenv"
 )
 
 // hostile is one malformed request and the exact answer it must get.

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 // instance is one running `users serve` process.

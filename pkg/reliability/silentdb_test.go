@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 // silentBound is how soon a request must get its 503 once the database

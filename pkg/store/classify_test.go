@@ -7,7 +7,7 @@ import (
 
 	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/example/users/pkg/pgtest"
+	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/pkg/store"
 )
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/store"
-	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/pgtest"
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/store"
-	"github.com/example/users/pkg/testenv"
 	"github.com/example/users/pkg/user"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
-	"github.com/example/users/pkg/testenv"
 )
 
 func TestRunReportsEveryScenario(t *testing.T) {

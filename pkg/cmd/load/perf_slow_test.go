@@ -27,9 +27,9 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
-	"github.com/example/users/pkg/testenv"
 )
 
 // server is one running `users serve`.

@@ -13,10 +13,10 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/migrations"
 	"github.com/example/users/pkg/app"
 	"github.com/example/users/pkg/config"
-	"github.com/example/users/pkg/pgtest"
 )
 
 // DB returns a fresh database with every migration applied.
