@@ -104,7 +104,6 @@ type Status struct {
 	Name    string
 	Comment string
 	Applied bool
-	Group   int64
 }
 
 // Status reports every embedded migration.
@@ -116,7 +115,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 			return err
 		}
 		for _, m := range ms {
-			out = append(out, Status{Name: m.Name, Comment: m.Comment, Applied: m.IsApplied(), Group: m.GroupID})
+			out = append(out, Status{Name: m.Name, Comment: m.Comment, Applied: m.IsApplied()})
 		}
 		return nil
 	})

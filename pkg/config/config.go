@@ -78,11 +78,6 @@ func (e *Error) Error() string {
 	return "invalid configuration: " + strings.Join(e.Problems, "; ")
 }
 
-// FromEnviron reads the process environment.
-func FromEnviron() (Config, error) {
-	return Load(env.ToMap(os.Environ()))
-}
-
 // Load reads the configuration from environ (name to value).
 func Load(environ map[string]string) (Config, error) {
 	var cfg Config

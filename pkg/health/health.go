@@ -52,9 +52,6 @@ func NewChecker(check func(context.Context) error, ttl, timeout time.Duration) *
 // load balancers should stop sending it new work.
 func (c *Checker) Drain() { c.draining.Store(true) }
 
-// Draining reports whether Drain was called.
-func (c *Checker) Draining() bool { return c.draining.Load() }
-
 var errDraining = &NotReadyError{reason: "shutting down"}
 
 // Check returns nil when ready and a *NotReadyError otherwise.
