@@ -33,25 +33,7 @@ func New(users Creator, logger *slog.Logger) *Handler {
 
 // ServeHTTP creates a user from a JSON body and answers 201 with it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !body.IsJSON(r.Header.Get("Content-Type")) {
-		problem.Write(w, problem.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json"))
-		return
-	}
-	data, err := body.Read(w, r, MaxBody)
-	if err != nil {
-		if _, ok := err.(*http.MaxBytesError); !ok {
-			problem.Write(w, problem.New(http.StatusBadRequest, "the request body could not be read"))
-			return
-		}
-		problem.Error(w, r, h.logger, err)
-		return
-	}
-	n, err := user.ParseNew(data)
-	if err != nil {
-		problem.Error(w, r, h.logger, err)
-		return
-	}
-	u, err := h.users.Create(r.Context(), n)
+	u, err := h.create(w, r)
 	if err != nil {
 		problem.Error(w, r, h.logger, err)
 		return
@@ -63,4 +45,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(b)
+}
+
+// create reads the new user from r's body and stores it.
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) (user.User, error) {
+	if !body.IsJSON(r.Header.Get("Content-Type")) {
+		return user.User{}, problem.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	data, err := body.Read(w, r, MaxBody)
+	if err != nil {
+		return user.User{}, err
+	}
+	n, err := user.ParseNew(data)
+	if err != nil {
+		return user.User{}, err
+	}
+	return h.users.Create(r.Context(), n)
 }

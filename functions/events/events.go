@@ -72,35 +72,17 @@ func New(users Creator, logger *slog.Logger) *Handler {
 	return &Handler{users: users, logger: logger}
 }
 
-// ServeHTTP answers 200 with the reply event, or a problem whose status
-// follows Knative Eventing's delivery rules: 503 (and other 5xx) for what
-// a redelivery can fix, 400, 413, 415 and 422 for what it cannot.
+// ServeHTTP answers 200 with the reply event, or the problem answer gives.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ev, mode, p := decode(ctx, w, r)
-	if p != nil {
-		h.reject(ctx, w, ev, mode, *p)
-		return
-	}
-	if p := check(ev); p != nil {
-		h.reject(ctx, w, ev, mode, *p)
-		return
-	}
-	n, err := user.ParseNew(ev.Data())
+	ev, mode, err := decode(ctx, w, r)
 	if err != nil {
-		h.reject(ctx, w, ev, mode, problem.From(err))
+		h.fail(ctx, w, ev, mode, err)
 		return
 	}
-	rep, err := h.users.CreateForEvent(ctx, store.EventKey{Source: ev.Source(), ID: ev.ID()}, n)
+	rep, err := h.create(ctx, ev)
 	if err != nil {
-		p := failure(err)
-		if p.Status >= 500 {
-			h.log(ctx, slog.LevelError, ev, mode, "failed", p.Status,
-				slog.String("error", err.Error()))
-			problem.Write(w, p)
-			return
-		}
-		h.reject(ctx, w, ev, mode, p)
+		h.fail(ctx, w, ev, mode, err)
 		return
 	}
 
@@ -126,6 +108,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// create creates the user a decoded event asks for, exactly once.
+func (h *Handler) create(ctx context.Context, ev *event.Event) (store.EventReply, error) {
+	if err := check(ev); err != nil {
+		return store.EventReply{}, err
+	}
+	n, err := user.ParseNew(ev.Data())
+	if err != nil {
+		return store.EventReply{}, err
+	}
+	return h.users.CreateForEvent(ctx, store.EventKey{Source: ev.Source(), ID: ev.ID()}, n)
+}
+
 // Reply is the reply event for rep. It depends on rep alone, so a
 // redelivery is answered with the same event, id and time included.
 func Reply(rep store.EventReply) event.Event {
@@ -142,91 +136,90 @@ func Reply(rep store.EventReply) event.Event {
 
 // decode reads the request as one CloudEvent in binary or structured
 // mode. ev is nil when the request could not be decoded as one.
-func decode(ctx context.Context, w http.ResponseWriter, r *http.Request) (*event.Event, binding.Encoding, *problem.Problem) {
+func decode(ctx context.Context, w http.ResponseWriter, r *http.Request) (*event.Event, binding.Encoding, error) {
 	data, err := body.Read(w, r, MaxBody)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, binding.EncodingUnknown, ptr(tooLarge())
-		}
-		return nil, binding.EncodingUnknown, ptr(problem.New(http.StatusBadRequest, "the request body could not be read"))
+		return nil, binding.EncodingUnknown, err
 	}
 	msg := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(data)))
 	mode := msg.ReadEncoding()
 	switch mode {
 	case binding.EncodingBinary, binding.EncodingStructured:
 	case binding.EncodingBatch:
-		return nil, mode, ptr(problem.New(http.StatusUnsupportedMediaType,
-			"batched CloudEvents are not accepted; send one event per request"))
+		return nil, mode, problem.New(http.StatusUnsupportedMediaType,
+			"batched CloudEvents are not accepted; send one event per request")
 	default:
-		return nil, mode, ptr(problem.New(http.StatusUnsupportedMediaType,
+		return nil, mode, problem.New(http.StatusUnsupportedMediaType,
 			"not a CloudEvent: send binary mode (ce-specversion: 1.0, ce-id, ce-source and ce-type headers) "+
-				"or structured mode (Content-Type: application/cloudevents+json)"))
+				"or structured mode (Content-Type: application/cloudevents+json)")
 	}
 	ev, err := binding.ToEvent(ctx, msg)
 	if err != nil {
-		return nil, mode, ptr(problem.New(http.StatusBadRequest, "not a valid CloudEvent: "+err.Error()))
+		return nil, mode, problem.New(http.StatusBadRequest, "not a valid CloudEvent: "+err.Error())
 	}
 	if err := ev.Validate(); err != nil {
 		// Returned with ev, so the log line names what the event has.
-		return ev, mode, ptr(problem.New(http.StatusBadRequest, "not a valid CloudEvent: "+strings.TrimSpace(err.Error())))
+		return ev, mode, problem.New(http.StatusBadRequest, "not a valid CloudEvent: "+strings.TrimSpace(err.Error()))
 	}
 	return ev, mode, nil
 }
 
 // check rejects events this service does not take, before anything is
 // stored.
-func check(ev *event.Event) *problem.Problem {
+func check(ev *event.Event) error {
 	for _, a := range []struct{ name, v string }{{"source", ev.Source()}, {"id", ev.ID()}} {
 		switch {
 		case len(a.v) > MaxKeyLen:
-			return ptr(problem.New(http.StatusBadRequest,
-				fmt.Sprintf("the event's %s must be at most %d bytes", a.name, MaxKeyLen)))
+			return problem.New(http.StatusBadRequest,
+				fmt.Sprintf("the event's %s must be at most %d bytes", a.name, MaxKeyLen))
 		case !utf8.ValidString(a.v) || strings.ContainsRune(a.v, 0):
-			return ptr(problem.New(http.StatusBadRequest,
-				"the event's "+a.name+" must be valid UTF-8 without NUL characters"))
+			return problem.New(http.StatusBadRequest,
+				"the event's "+a.name+" must be valid UTF-8 without NUL characters")
 		}
 	}
 	if ev.Type() != TypeCreate {
-		return ptr(problem.New(http.StatusBadRequest,
-			fmt.Sprintf("unsupported event type %q; this service accepts %s", ev.Type(), TypeCreate)))
+		return problem.New(http.StatusBadRequest,
+			fmt.Sprintf("unsupported event type %q; this service accepts %s", ev.Type(), TypeCreate))
 	}
 	if ct := ev.DataContentType(); ct != "" && !body.IsJSON(ct) {
-		return ptr(problem.New(http.StatusBadRequest,
-			fmt.Sprintf("unsupported datacontenttype %q; the data must be application/json", ct)))
+		return problem.New(http.StatusBadRequest,
+			fmt.Sprintf("unsupported datacontenttype %q; the data must be application/json", ct))
 	}
 	return nil
 }
 
-// failure maps a store error to the problem for an event. It differs from
-// problem.From on purpose: a taken username or email is 422, since Knative
-// retries a 409 although a redelivery cannot succeed. Everything else keeps
-// problem.From's 5xx: in particular an unavailable database and a schema
-// not yet migrated are 503, which Knative redelivers, and a redelivery
-// after the outage or `users migrate up` succeeds.
-func failure(err error) problem.Problem {
-	if conflict, ok := errors.AsType[*store.ConflictError](err); ok {
-		p := problem.New(http.StatusUnprocessableEntity, conflict.Error()+" by another user")
-		p.Type = problem.TypeConflict
-		p.Errors = []user.FieldError{{Field: conflict.Field, Message: "is already taken"}}
-		return p
-	}
-	p := problem.From(err)
-	if p.Status < 500 {
-		// Nothing else the store returns is the sender's fault.
-		return problem.New(http.StatusInternalServerError, "internal error")
+// answer maps err to the problem an event gets: this endpoint's one table
+// of errors to status codes. Knative Eventing redelivers on 404, 408, 409,
+// 429 and any 5xx, so the codes are 503 for what a redelivery can fix (an
+// unavailable database, a schema not yet migrated: after the outage or
+// `users migrate up` it succeeds) and 400, 413, 415 and 422 for what it
+// cannot. A taken username or email is therefore 422, not the API's 409;
+// any other error (not found included: no event looks a user up) is a
+// bug, 500.
+func answer(err error) *problem.Problem {
+	p := problem.For(err, problem.Statuses{
+		Invalid:     http.StatusBadRequest,
+		Taken:       http.StatusUnprocessableEntity,
+		Unavailable: http.StatusServiceUnavailable,
+	})
+	if _, ok := errors.AsType[*user.TakenError](err); ok {
+		// The sender may think of its own earlier delivery; that one would
+		// have been answered with its reply.
+		p.Detail += " by another user"
 	}
 	return p
 }
 
-func tooLarge() problem.Problem {
-	return problem.From(&http.MaxBytesError{Limit: MaxBody})
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// reject logs a 4xx outcome and writes the problem.
-func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, ev *event.Event, mode binding.Encoding, p problem.Problem) {
-	h.log(ctx, slog.LevelInfo, ev, mode, "rejected", p.Status, slog.String("reason", p.Detail))
+// fail logs the outcome of a failed event and writes its problem: a 4xx
+// is the sender's, "rejected" with the reason it was told; a 5xx is ours,
+// "failed" with the full error.
+func (h *Handler) fail(ctx context.Context, w http.ResponseWriter, ev *event.Event, mode binding.Encoding, err error) {
+	p := answer(err)
+	if p.Status >= 500 {
+		h.log(ctx, slog.LevelError, ev, mode, "failed", p.Status, slog.String("error", err.Error()))
+	} else {
+		h.log(ctx, slog.LevelInfo, ev, mode, "rejected", p.Status, slog.String("reason", p.Detail))
+	}
 	problem.Write(w, p)
 }
 

@@ -31,7 +31,7 @@ func New(users Getter, logger *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		problem.Write(w, problem.New(http.StatusNotFound, "no such user"))
+		problem.Error(w, r, h.logger, user.ErrNotFound)
 		return
 	}
 	u, err := h.users.Get(r.Context(), id)

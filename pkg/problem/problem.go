@@ -1,5 +1,8 @@
-// Package problem writes RFC 9457 problem details and maps the service's
-// errors to them. It is the one place where errors become status codes.
+// Package problem writes RFC 9457 problem details, and holds the HTTP
+// API's one table of errors to status codes (From). The CloudEvents
+// endpoint answers through its own table (functions/events), because
+// Knative's retry rules want other codes; both render through For, so a
+// domain error reads the same whichever transport answers it.
 package problem
 
 import (
@@ -11,20 +14,25 @@ import (
 	"strconv"
 
 	"github.com/example/users/pkg/requestid"
-	"github.com/example/users/pkg/store"
 	"github.com/example/users/pkg/user"
 )
 
 // ContentType is the media type of every error body.
 const ContentType = "application/problem+json"
 
-// Problem is an RFC 9457 problem details object.
+// Problem is an RFC 9457 problem details object. It is also an error, so
+// a handler returns a refusal of its own transport (a 415, say) the way
+// it returns a domain error.
 type Problem struct {
 	Type   string            `json:"type"`
 	Title  string            `json:"title"`
 	Status int               `json:"status"`
 	Detail string            `json:"detail,omitempty"`
 	Errors []user.FieldError `json:"errors,omitempty"`
+}
+
+func (p *Problem) Error() string {
+	return strconv.Itoa(p.Status) + " " + p.Title + ": " + p.Detail
 }
 
 // Problem type URIs.
@@ -35,12 +43,12 @@ const (
 )
 
 // New returns a problem of the generic type for status.
-func New(status int, detail string) Problem {
-	return Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+func New(status int, detail string) *Problem {
+	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
 }
 
 // Write sends p as the response.
-func Write(w http.ResponseWriter, p Problem) {
+func Write(w http.ResponseWriter, p *Problem) {
 	h := w.Header()
 	h.Set("Content-Type", ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -53,38 +61,57 @@ func Write(w http.ResponseWriter, p Problem) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// From maps err to the problem a client gets. Internal details never
-// reach the client; a 500 is logged with the full error.
-func From(err error) Problem {
-	var verr *user.ValidationError
-	var conflict *store.ConflictError
-	var tooLarge *http.MaxBytesError
+// Statuses is one transport's table: the status code each domain error
+// (pkg/user) is answered with. An error the table leaves at 0 is one the
+// transport never expects, and is answered as a bug: 500.
+type Statuses struct {
+	Invalid     int // *user.ValidationError
+	NotFound    int // user.ErrNotFound
+	Taken       int // *user.TakenError
+	Unavailable int // user.ErrUnavailable (user.ErrSchema among them), or a deadline passed waiting for it
+}
+
+// From maps err to the problem a client of the HTTP API gets.
+func From(err error) *Problem {
+	return For(err, Statuses{
+		Invalid:     http.StatusBadRequest,
+		NotFound:    http.StatusNotFound,
+		Taken:       http.StatusConflict,
+		Unavailable: http.StatusServiceUnavailable,
+	})
+}
+
+// For returns the problem err is answered with: err itself if it is a
+// *Problem, a domain error at the status s gives it, and anything else as
+// a 500. Internal details never reach the client.
+func For(err error, s Statuses) *Problem {
+	var p *Problem
+	var invalid *user.ValidationError
+	var taken *user.TakenError
 	switch {
-	case errors.As(err, &verr):
-		p := New(http.StatusBadRequest, verr.Error())
-		p.Type, p.Title, p.Errors = TypeValidation, "Invalid request", verr.Errors
+	case errors.As(err, &p):
 		return p
-	case errors.As(err, &conflict):
-		p := New(http.StatusConflict, conflict.Error())
-		p.Type = TypeConflict
-		p.Errors = []user.FieldError{{Field: conflict.Field, Message: "is already taken"}}
-		return p
-	case errors.As(err, &tooLarge):
-		return New(http.StatusRequestEntityTooLarge, "the request body must be at most "+strconv.FormatInt(tooLarge.Limit, 10)+" bytes")
-	case errors.Is(err, store.ErrNotFound):
-		return New(http.StatusNotFound, "no such user")
-	case errors.Is(err, store.ErrSchema):
+	case errors.As(err, &invalid):
+		p = &Problem{Type: TypeValidation, Title: "Invalid request", Status: s.Invalid, Detail: invalid.Error(), Errors: invalid.Errors}
+	case errors.As(err, &taken):
+		p = &Problem{Type: TypeConflict, Status: s.Taken, Detail: taken.Error(),
+			Errors: []user.FieldError{{Field: taken.Field, Message: "is already taken"}}}
+	case errors.Is(err, user.ErrNotFound):
+		p = &Problem{Type: "about:blank", Status: s.NotFound, Detail: "no such user"}
+	case errors.Is(err, user.ErrSchema):
 		// Before ErrUnavailable, which it wraps: the operator needs to know
 		// that waiting will not help until the migrations run.
-		p := New(http.StatusServiceUnavailable, "the database schema is not migrated; run `users migrate up`")
-		p.Type = TypeUnavailable
-		return p
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		p := New(http.StatusServiceUnavailable, "the database is unavailable; retry later")
-		p.Type = TypeUnavailable
-		return p
+		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, Detail: "the database schema is not migrated; run `users migrate up`"}
+	case errors.Is(err, user.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, Detail: "the database is unavailable; retry later"}
 	}
-	return New(http.StatusInternalServerError, "internal error")
+	if p == nil || p.Status == 0 {
+		return New(http.StatusInternalServerError, "internal error")
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	return p
 }
 
 // Error maps err with From, logs server-side failures, and writes the problem.

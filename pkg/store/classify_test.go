@@ -9,6 +9,7 @@ import (
 
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/pkg/store"
+	"github.com/example/users/pkg/user"
 )
 
 // TestClassifySchemaErrors runs statements that fail the ways a database
@@ -34,9 +35,9 @@ func TestClassifySchemaErrors(t *testing.T) {
 				t.Fatalf("%s succeeded", tc.stmt)
 			}
 			got := store.Classify(err)
-			if errors.Is(got, store.ErrUnavailable) != tc.schema || errors.Is(got, store.ErrUnavailable) != tc.schema {
+			if errors.Is(got, user.ErrSchema) != tc.schema || errors.Is(got, user.ErrUnavailable) != tc.schema {
 				t.Fatalf("classify(%v) = %v: ErrSchema %v, ErrUnavailable %v; want both %v",
-					err, got, errors.Is(got, store.ErrUnavailable), errors.Is(got, store.ErrUnavailable), tc.schema)
+					err, got, errors.Is(got, user.ErrSchema), errors.Is(got, user.ErrUnavailable), tc.schema)
 			}
 			// The driver's error stays in the chain for the log.
 			var pgErr pgdriver.Error

@@ -90,7 +90,7 @@ func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (
 				if errors.Is(err, sql.ErrNoRows) {
 					// The row that conflicted is gone again; only a manual
 					// delete does that. A retry will see a consistent state.
-					return fmt.Errorf("read processed event: %w: it vanished while being read", ErrUnavailable)
+					return fmt.Errorf("read processed event: %w: it vanished while being read", user.ErrUnavailable)
 				}
 				return fmt.Errorf("read processed event: %w", classify(err))
 			}
@@ -118,8 +118,8 @@ func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (
 		return nil
 	})
 	if err != nil {
-		var conflict *ConflictError
-		if errors.Is(err, ErrUnavailable) || errors.As(err, &conflict) {
+		var taken *user.TakenError
+		if errors.Is(err, user.ErrUnavailable) || errors.As(err, &taken) {
 			return EventReply{}, err
 		}
 		// BEGIN and COMMIT errors come from database/sql unclassified. A

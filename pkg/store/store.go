@@ -14,25 +14,6 @@ import (
 	"github.com/example/users/pkg/user"
 )
 
-// Errors the store returns; callers test them with errors.Is and errors.As.
-var (
-	ErrNotFound    = errors.New("user not found")
-	ErrUnavailable = errors.New("database unavailable")
-	// ErrSchema means the database answers but lacks a table, column or
-	// schema the queries need: its migrations have not been applied. It
-	// wraps ErrUnavailable, because the request is not at fault and will
-	// succeed once `users migrate up` has run, so code that knows only
-	// ErrUnavailable still answers 503 rather than 500.
-	ErrSchema = fmt.Errorf("%w: schema not migrated", ErrUnavailable)
-)
-
-// ConflictError says which unique field a new user collides on.
-type ConflictError struct {
-	Field string // "username" or "email"
-}
-
-func (e *ConflictError) Error() string { return e.Field + " is already taken" }
-
 // Unique indexes, as created by the migrations, and the field each guards.
 var uniqueFields = map[string]string{
 	"users_username_lower_key": "username",
@@ -73,7 +54,7 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 }
 
 // Create inserts u and returns the stored user. A username or email that
-// is taken in any letter case gives a *ConflictError; the unique indexes
+// is taken in any letter case gives a *user.TakenError; the unique indexes
 // decide, so concurrent creates cannot both succeed.
 func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
 	ctx, cancel := s.bounded(ctx)
@@ -93,7 +74,7 @@ func Create(ctx context.Context, db bun.IDB, u user.New) (user.User, error) {
 	return out, nil
 }
 
-// Get returns the user with id, or ErrNotFound.
+// Get returns the user with id, or user.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (user.User, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -159,14 +140,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// classify turns driver errors into the store's errors. Anything that is
+// classify turns driver errors into the domain's errors (pkg/user). Anything that is
 // not an error reported by PostgreSQL about the statement itself (network
 // errors, timeouts, a server shutting down) means the database is not
 // usable right now. A statement naming a table, column or schema that
 // does not exist means the schema is behind this version's queries.
 func classify(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return user.ErrNotFound
 	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) {
@@ -174,21 +155,21 @@ func classify(err error) error {
 		switch {
 		case code == "23505":
 			if f, ok := uniqueFields[pgErr.Field('n')]; ok {
-				return &ConflictError{Field: f}
+				return &user.TakenError{Field: f}
 			}
 			return err
 		case code == "42P01", // undefined_table
 			code == "42703", // undefined_column
 			code == "3F000": // invalid_schema_name
-			return fmt.Errorf("%w: %w", ErrSchema, err)
+			return fmt.Errorf("%w: %w", user.ErrSchema, err)
 		case strings.HasPrefix(code, "08"), // connection exception
 			strings.HasPrefix(code, "53"),                     // insufficient resources
 			code == "57P01", code == "57P02", code == "57P03", // shutting down, starting up
 			code == "57014",                  // statement timeout or cancel
 			code == "40001", code == "40P01": // serialization failure, deadlock: retry
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", user.ErrUnavailable, err)
 		}
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", user.ErrUnavailable, err)
 }

@@ -43,7 +43,7 @@ func TestGetAfterTimeoutReadsItsOwnAnswer(t *testing.T) {
 	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	_, err = s.Get(tctx, 1)
 	cancel()
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, user.ErrUnavailable) {
 		t.Fatalf("Get on a locked table: %v, want ErrUnavailable", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -44,7 +44,7 @@ func TestQueuedCallsGiveUp(t *testing.T) {
 			start := time.Now()
 			err := call(ctx)
 			took := time.Since(start)
-			if !errors.Is(err, store.ErrUnavailable) {
+			if !errors.Is(err, user.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrUnavailable", err)
 			}
 			if took < timeout || took > timeout+time.Second {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/mail"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -34,26 +33,6 @@ type User struct {
 type New struct {
 	Username string
 	Email    string
-}
-
-// FieldError says what is wrong with one field of the input.
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
-
-// ValidationError is returned for input that is not valid: a new user,
-// or any other client input (query parameters) that names its fields.
-type ValidationError struct {
-	Errors []FieldError
-}
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Errors))
-	for i, f := range e.Errors {
-		parts[i] = f.Field + ": " + f.Message
-	}
-	return "invalid input: " + strings.Join(parts, "; ")
 }
 
 func invalid(field, format string, args ...any) *ValidationError {
