@@ -130,11 +130,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 // can call it.
 func (r *Runner) Current(ctx context.Context) error {
 	var n int
-	err := r.db.NewSelect().
-		TableExpr("bun_migrations").
-		ColumnExpr("count(DISTINCT name)").
-		Where("name IN (?)", bun.List(r.names)).
-		Scan(ctx, &n)
+	err := r.db.QueryRowContext(ctx, "SELECT count(DISTINCT name) FROM bun_migrations WHERE name IN (?)", bun.List(r.names)).Scan(&n)
 	if err != nil {
 		if isUndefinedTable(err) {
 			return ErrPending

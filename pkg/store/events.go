@@ -31,22 +31,6 @@ type EventReply struct {
 	Duplicate bool
 }
 
-// processedEvent maps the processed_events table.
-type processedEvent struct {
-	bun.BaseModel `bun:"table:processed_events"`
-
-	Source      string         `bun:"source,pk"`
-	ID          string         `bun:"id,pk"`
-	UserID      sql.NullInt64  `bun:"user_id"`
-	ReplyID     string         `bun:"reply_id"`
-	ReplyData   sql.NullString `bun:"reply_data"`
-	ProcessedAt time.Time      `bun:"processed_at"`
-}
-
-func (p processedEvent) reply(duplicate bool) EventReply {
-	return EventReply{UserID: p.UserID.Int64, ID: p.ReplyID, Time: p.ProcessedAt, Data: []byte(p.ReplyData.String), Duplicate: duplicate}
-}
-
 // CreateForEvent creates user n on behalf of the event key, exactly once:
 // it returns the reply stored for key if the event was processed before,
 // and otherwise creates the user and stores the reply in one transaction.
@@ -72,49 +56,26 @@ func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (E
 func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (EventReply, error) {
 	var out EventReply
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		ev := processedEvent{Source: key.Source, ID: key.ID}
-		res, err := tx.NewInsert().
-			Model(&ev).
-			Column("source", "id").
-			On("CONFLICT (source, id) DO NOTHING").
-			Returning("reply_id, processed_at").
-			Exec(ctx)
+		err := tx.QueryRowContext(ctx, `INSERT INTO processed_events (source, id) VALUES (?, ?)
+			ON CONFLICT (source, id) DO NOTHING RETURNING reply_id, processed_at`, key.Source, key.ID).
+			Scan(&out.ID, &out.Time)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Nothing inserted: the event was processed before.
+			out, err = storedReply(ctx, tx, key)
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("record event: %w", classify(err))
-		}
-		if inserted, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("record event: %w", classify(err))
-		} else if inserted == 0 {
-			err := tx.NewSelect().Model(&ev).WherePK().Scan(ctx)
-			if err != nil {
-				if errors.Is(err, sql.ErrNoRows) {
-					// The row that conflicted is gone again; only a manual
-					// delete does that. A retry will see a consistent state.
-					return fmt.Errorf("read processed event: %w: it vanished while being read", user.ErrUnavailable)
-				}
-				return fmt.Errorf("read processed event: %w", classify(err))
-			}
-			if !ev.ReplyData.Valid {
-				// Committed rows always have one; retrying cannot help.
-				return fmt.Errorf("processed event %q from %q has no stored reply", key.ID, key.Source)
-			}
-			out = ev.reply(true)
-			return nil
 		}
 		u, err := Create(ctx, tx, n)
 		if err != nil {
 			return err
 		}
-		ev.UserID = sql.NullInt64{Int64: u.ID, Valid: true}
-		ev.ReplyData = sql.NullString{String: string(u.AppendJSON(nil)), Valid: true}
-		if _, err := tx.NewUpdate().
-			Model(&ev).
-			Column("user_id", "reply_data").
-			WherePK().
-			Exec(ctx); err != nil {
+		out.UserID, out.Data = u.ID, u.AppendJSON(nil)
+		if _, err := tx.ExecContext(ctx, "UPDATE processed_events SET user_id = ?, reply_data = ? WHERE source = ? AND id = ?",
+			out.UserID, string(out.Data), key.Source, key.ID); err != nil {
 			return fmt.Errorf("record event reply: %w", classify(err))
 		}
-		out = ev.reply(false)
 		return nil
 	})
 	if err != nil {
@@ -128,5 +89,29 @@ func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (
 		// finds the stored reply if the commit did happen.
 		return EventReply{}, classify(err)
 	}
+	return out, nil
+}
+
+// storedReply reads the reply recorded for key by the delivery that
+// processed it first.
+func storedReply(ctx context.Context, tx bun.Tx, key EventKey) (EventReply, error) {
+	out := EventReply{Duplicate: true}
+	var userID sql.NullInt64
+	var data sql.NullString
+	err := tx.QueryRowContext(ctx, "SELECT user_id, reply_id, reply_data, processed_at FROM processed_events WHERE source = ? AND id = ?",
+		key.Source, key.ID).Scan(&userID, &out.ID, &data, &out.Time)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The row that conflicted is gone again; only a manual delete does
+		// that. A retry will see a consistent state.
+		return EventReply{}, fmt.Errorf("read processed event: %w: it vanished while being read", user.ErrUnavailable)
+	}
+	if err != nil {
+		return EventReply{}, fmt.Errorf("read processed event: %w", classify(err))
+	}
+	if !data.Valid {
+		// Committed rows always have one; retrying cannot help.
+		return EventReply{}, fmt.Errorf("processed event %q from %q has no stored reply", key.ID, key.Source)
+	}
+	out.UserID, out.Data = userID.Int64, []byte(data.String)
 	return out, nil
 }

@@ -21,15 +21,6 @@ var uniqueFields = map[string]string{
 }
 
 // Store reads and writes users.
-//
-// The queries are SQL text through bun's formatter rather than bun's
-// query builder: per request the builder allocated a 4 kB query buffer
-// and walked the model by reflection. They are not prepared statements,
-// though that would halve PostgreSQL's CPU per Get: pgdriver (v1.2.18)
-// keeps a connection in the pool after a timeout on a prepared statement,
-// and the next query on it reads the late answer to the old one (see
-// docs/performance.md). BenchmarkGet and BenchmarkCreate in this package
-// measure the variants.
 type Store struct {
 	db      *bun.DB
 	timeout time.Duration
