@@ -197,7 +197,7 @@ func TestKilledRunLeavesNothingBehind(t *testing.T) {
 
 	// The next run must not be blocked by anything the killed one held.
 	fast := withExtra(t, "20991231000000_slow.tx.up.sql", "CREATE TABLE IF NOT EXISTS slow_marker (id int);\n")
-	db, err := Open(ctx, cfg, time.Minute)
+	db, err := Open(ctx, cfg.Options(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestHelperMigrateSlowly(t *testing.T) {
 
 func run(t *testing.T, cfg config.Database, fsys fs.FS) {
 	ctx := context.Background()
-	db, err := Open(ctx, cfg, 5*time.Minute)
+	db, err := Open(ctx, cfg.Options(), 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,4 +242,41 @@ func run(t *testing.T, cfg config.Database, fsys fs.FS) {
 	}
 	_, err = r.Up(ctx)
 	t.Fatalf("the slow run was meant to be killed, but ended: %v", err)
+}
+
+// TestOpenChecksClient: every session of a migration pool checks for its
+// client, including ones opened after the first (one pool, so each
+// connection must set it up itself), and an unreachable server fails Open.
+func TestOpenChecksClient(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.New(t)
+	db, err := Open(ctx, cfg.Options(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var conns []bun.Conn
+	for range 3 {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		var got string
+		if err := conn.QueryRowContext(ctx, "SHOW client_connection_check_interval").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != "1s" {
+			t.Fatalf("session %d: client_connection_check_interval = %q, want 1s", len(conns), got)
+		}
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+
+	cfg.Port, cfg.DialTimeout = 1, 500*time.Millisecond
+	if db, err := Open(ctx, cfg.Options(), time.Minute); err == nil {
+		_ = db.Close()
+		t.Fatal("Open succeeded against a closed port")
+	}
 }

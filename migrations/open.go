@@ -6,31 +6,27 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/example/users/pkg/config"
 	"github.com/example/users/pkg/store"
 )
 
+// checkClient has a session check every second that its client is still
+// there, where the server can (PostgreSQL 14+; current_setting finds no
+// such parameter before, and set_config is then not called): a migration
+// killed mid-statement (a Job's pod deleted, SIGKILL) then rolls back at
+// once instead of running on and holding its locks against the next run.
+const checkClient = "SELECT set_config('client_connection_check_interval', '1s', false) " +
+	"WHERE current_setting('client_connection_check_interval', true) IS NOT NULL"
+
 // Open connects to the database for a migration run that may last up to
-// timeout. Where the server supports it (PostgreSQL 14+), the session
-// checks every second that its client is still there: a migration killed
-// mid-statement (a Job's pod deleted, SIGKILL) then rolls back at once
-// instead of running on and holding its locks against the next run.
-func Open(ctx context.Context, cfg config.Database, timeout time.Duration) (*bun.DB, error) {
-	cfg.QueryTimeout = max(cfg.QueryTimeout, timeout)
-	probe := store.Open(cfg, "users-migrate")
-	var version int
-	err := probe.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version)
-	if err != nil {
-		_ = probe.Close()
+// timeout, with every session checking for its client (checkClient).
+func Open(ctx context.Context, o store.Options, timeout time.Duration) (*bun.DB, error) {
+	o.QueryTimeout = max(o.QueryTimeout, timeout)
+	o.Setup = checkClient
+	db := store.Open(o, "users-migrate")
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	if version < 140000 {
-		return probe, nil
-	}
-	_ = probe.Close()
-	return store.Open(cfg, "users-migrate", pgdriver.WithConnParams(map[string]any{
-		"client_connection_check_interval": "1s",
-	})), nil
+	return db, nil
 }

@@ -162,7 +162,7 @@ func TestConcurrentSameUsername(t *testing.T) {
 
 func TestDatabaseDownIs503(t *testing.T) {
 	cfg := testenv.Unreachable(t)
-	db := store.Open(cfg, "test")
+	db := store.Open(cfg.Options(), "test")
 	defer db.Close()
 	h := create.New(store.New(db, cfg.QueryTimeout), slog.New(slog.DiscardHandler))
 	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, "/user", strings.NewReader(`{"username":"a","email":"a@b.c"}`))

@@ -565,7 +565,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			logs := &testenv.Logs{}
 			cfg := testenv.Unreachable(t)
-			db := store.Open(cfg, "events-test")
+			db := store.Open(cfg.Options(), "events-test")
 			defer db.Close()
 			srv := httptest.NewServer(events.New(store.New(db, cfg.QueryTimeout), slog.New(slog.NewJSONHandler(logs, nil))))
 			defer srv.Close()

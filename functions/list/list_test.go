@@ -210,7 +210,7 @@ func TestListStreamsBeforeTheLastRow(t *testing.T) {
 
 func TestDatabaseDownIs503(t *testing.T) {
 	cfg := testenv.Unreachable(t)
-	db := store.Open(cfg, "test")
+	db := store.Open(cfg.Options(), "test")
 	defer db.Close()
 	srv := httptest.NewServer(list.New(store.New(db, cfg.QueryTimeout), slog.New(slog.DiscardHandler)))
 	defer srv.Close()

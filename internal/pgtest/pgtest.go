@@ -60,7 +60,7 @@ func New(tb testing.TB) config.Database {
 	_, _ = rand.Read(b[:])
 	name := "users_test_" + hex.EncodeToString(b[:])
 
-	db := store.Open(admin, "pgtest")
+	db := store.Open(admin.Options(), "pgtest")
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -68,7 +68,7 @@ func New(tb testing.TB) config.Database {
 		tb.Fatalf("create test database (is PostgreSQL running at %s:%d?): %v", admin.Host, admin.Port, err)
 	}
 	tb.Cleanup(func() {
-		db := store.Open(admin, "pgtest")
+		db := store.Open(admin.Options(), "pgtest")
 		defer db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -84,7 +84,7 @@ func New(tb testing.TB) config.Database {
 // Open opens cfg and closes it when the test ends.
 func Open(tb testing.TB, cfg config.Database) *bun.DB {
 	tb.Helper()
-	db := store.Open(cfg, "pgtest")
+	db := store.Open(cfg.Options(), "pgtest")
 	tb.Cleanup(func() { _ = db.Close() })
 	return db
 }

@@ -73,13 +73,9 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	if f.db != nil {
 		return errors.New("app: already started")
 	}
-	level, err := cfg.Level()
-	if err != nil {
-		return err
-	}
-	f.level.Set(level)
+	f.level.Set(cfg.LogLevel)
 
-	db := store.Open(cfg.Database, "users")
+	db := store.Open(cfg.Database.Options(), "users")
 	runner, err := migrations.New(db)
 	if err != nil {
 		_ = db.Close()

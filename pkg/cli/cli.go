@@ -113,7 +113,8 @@ func serve(ctx context.Context, version string, environ map[string]string, stder
 		_ = fn.Stop(context.Background())
 		return exitFail
 	}
-	err = server.Serve(ctx, ln, server.New(fn, logger), cfg.HTTP, logger, fn.Drain)
+	sd := server.Shutdown{DrainDelay: cfg.HTTP.DrainDelay, Timeout: cfg.HTTP.ShutdownTimeout}
+	err = server.Serve(ctx, ln, server.New(fn, logger), sd, logger, fn.Drain)
 	if serr := fn.Stop(context.Background()); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -139,7 +140,7 @@ func migrate(ctx context.Context, version string, args []string, environ map[str
 	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With(slog.String("version", version))
 	ctx, cancel := context.WithTimeout(ctx, cfg.MigrateTimeout)
 	defer cancel()
-	db, err := migrations.Open(ctx, cfg.Database, cfg.MigrateTimeout)
+	db, err := migrations.Open(ctx, cfg.Database.Options(), cfg.MigrateTimeout)
 	if err != nil {
 		logger.Error("migrate failed", slog.String("error", err.Error()))
 		return exitFail
@@ -191,13 +192,18 @@ func healthcheck(ctx context.Context, args []string, environ map[string]string, 
 	if len(args) > 1 {
 		return usage(stderr, "healthcheck takes at most one URL")
 	}
-	port := environ["PORT"]
-	if port == "" {
-		port = "8080"
-	}
-	url := "http://127.0.0.1:" + port + "/-/ready"
+	var url string
 	if len(args) == 1 {
 		url = args[0]
+	} else {
+		h, err := config.LoadHTTP(environ)
+		if err != nil {
+			// 1, not 2: a container runtime reads any other code as unhealthy
+			// too, and Docker reserves 2.
+			fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+			return exitFail
+		}
+		url = "http://127.0.0.1:" + strconv.Itoa(h.ListenPort) + "/-/ready"
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

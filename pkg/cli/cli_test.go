@@ -92,6 +92,10 @@ func TestHealthcheck(t *testing.T) {
 	if code, _, _ := runCLI(t, map[string]string{"PORT": strconv.Itoa(port)}, "healthcheck"); code != 0 {
 		t.Errorf("default URL: exit %d", code)
 	}
+	// PORT is read as serve reads it: a value serve refuses fails the check.
+	if code, _, stderr := runCLI(t, map[string]string{"PORT": "http"}, "healthcheck"); code != 1 || !strings.Contains(stderr, "PORT: not a valid int") {
+		t.Errorf("bad PORT: exit %d %q", code, stderr)
+	}
 	status = http.StatusServiceUnavailable
 	if code, _, stderr := runCLI(t, nil, "healthcheck", srv.URL+"/x"); code != 1 || !strings.Contains(stderr, "503") {
 		t.Errorf("503: exit %d %q", code, stderr)

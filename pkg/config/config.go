@@ -1,17 +1,24 @@
 // Package config reads the service's settings from environment variables.
+// Only the composition root (pkg/app) and the command line (pkg/cli) read
+// it: the packages below take options of their own, such as the
+// store.Options that Database.Options builds.
 package config
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v10"
+
+	"github.com/example/users/pkg/store"
 )
 
 // SSL modes the service understands. "prefer" and "allow" are left out on
@@ -26,8 +33,9 @@ const (
 type Config struct {
 	Database Database
 	HTTP     HTTP
-	// LogLevel is one of debug, info, warn, error.
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogLevel is one of debug, info, warn, error; env decodes it with
+	// slog.Level's UnmarshalText.
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
 	// MigrateTimeout bounds one `users migrate` run, lock wait included.
 	MigrateTimeout time.Duration `env:"MIGRATE_TIMEOUT" envDefault:"5m"`
 }
@@ -68,101 +76,163 @@ type HTTP struct {
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"15s"`
 }
 
+// Problem is what is wrong with one variable.
+type Problem struct {
+	Var     string // the variable, such as POSTGRES_PORT
+	Message string // what is wrong, with the value only where it is no secret
+}
+
+func (p Problem) String() string {
+	if p.Var == "" {
+		return p.Message
+	}
+	return p.Var + ": " + p.Message
+}
+
 // Error lists every variable that is missing or invalid, so one run of the
 // binary tells an operator everything that is wrong.
 type Error struct {
-	Problems []string
+	Problems []Problem
 }
 
 func (e *Error) Error() string {
-	return "invalid configuration: " + strings.Join(e.Problems, "; ")
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return "invalid configuration: " + strings.Join(parts, "; ")
 }
 
 // Load reads the configuration from environ (name to value).
 func Load(environ map[string]string) (Config, error) {
 	var cfg Config
-	var problems []string
-	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
+	if err := load(environ, &cfg, cfg.check); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// LoadHTTP reads the server settings alone, for a command that needs no
+// database (healthcheck).
+func LoadHTTP(environ map[string]string) (HTTP, error) {
+	var h HTTP
+	if err := load(environ, &h, h.check); err != nil {
+		return HTTP{}, err
+	}
+	return h, nil
+}
+
+// load decodes environ into v, a pointer to Config or one of its parts,
+// then runs check, and reports every problem of both at once. A variable
+// that did not decode is reported once, not again by the range checks
+// that see its zero value.
+func load(environ map[string]string, v any, check func() []Problem) error {
+	var problems []Problem
+	err := env.ParseWithOptions(v, env.Options{Environment: environ})
 	var agg env.AggregateError
 	switch {
 	case err == nil:
 	case errors.As(err, &agg):
 		for _, e := range agg.Errors {
-			problems = append(problems, describe(e))
+			problems = append(problems, describe(v, e))
 		}
 	default:
-		problems = append(problems, describe(err))
+		problems = append(problems, describe(v, err))
 	}
-	// A variable that did not parse is reported once, not again by the
-	// range checks that see its zero value.
 	failed := map[string]bool{}
 	for _, p := range problems {
-		failed[p[:strings.IndexByte(p+":", ':')]] = true
+		failed[p.Var] = true
 	}
-	for _, p := range cfg.validate() {
-		if !failed[p[:strings.IndexByte(p+":", ':')]] {
+	for _, p := range check() {
+		if !failed[p.Var] {
 			problems = append(problems, p)
 		}
 	}
-	if cfg.Database.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.Database.PasswordFile)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("POSTGRES_PASSWORD_FILE: cannot read %s: %v", cfg.Database.PasswordFile, errors.Unwrap(err)))
-		} else {
-			cfg.Database.Password = strings.TrimRight(string(b), "\r\n")
-		}
-	}
 	if len(problems) > 0 {
-		sort.Strings(problems)
-		return Config{}, &Error{Problems: problems}
+		slices.SortFunc(problems, func(a, b Problem) int {
+			return cmp.Or(strings.Compare(a.Var, b.Var), strings.Compare(a.Message, b.Message))
+		})
+		return &Error{Problems: problems}
 	}
-	return cfg, nil
+	return nil
 }
 
-func (c Config) validate() []string {
-	var p []string
-	d := c.Database
-	if d.Port < 1 || d.Port > 65535 {
-		p = append(p, "POSTGRES_PORT: must be between 1 and 65535")
-	}
-	switch d.SSLMode {
-	case SSLDisable, SSLRequire, SSLVerifyFull:
-	default:
-		p = append(p, fmt.Sprintf("POSTGRES_SSLMODE: must be one of disable, require, verify-full, not %q", d.SSLMode))
-	}
-	if d.MaxConns < 1 {
-		p = append(p, "POSTGRES_MAX_CONNS: must be at least 1")
-	}
-	for name, v := range map[string]time.Duration{
-		"POSTGRES_DIAL_TIMEOUT":  d.DialTimeout,
-		"POSTGRES_QUERY_TIMEOUT": d.QueryTimeout,
-		"SHUTDOWN_TIMEOUT":       c.HTTP.ShutdownTimeout,
-		"REQUEST_TIMEOUT":        c.HTTP.RequestTimeout,
-		"MIGRATE_TIMEOUT":        c.MigrateTimeout,
-	} {
-		if v <= 0 {
-			p = append(p, name+": must be a positive duration such as 5s")
+// check reports the values that decoded but are out of range, and reads
+// the password file.
+func (c *Config) check() []Problem {
+	p := append(c.Database.check(), c.HTTP.check()...)
+	return append(p, broken([]rule{
+		{c.MigrateTimeout <= 0, "MIGRATE_TIMEOUT", positive},
+	})...)
+}
+
+func (d *Database) check() []Problem {
+	p := broken([]rule{
+		{d.Port < 1 || d.Port > 65535, "POSTGRES_PORT", "must be between 1 and 65535"},
+		{!slices.Contains([]string{SSLDisable, SSLRequire, SSLVerifyFull}, d.SSLMode), "POSTGRES_SSLMODE",
+			fmt.Sprintf("must be one of disable, require, verify-full, not %q", d.SSLMode)},
+		{d.MaxConns < 1, "POSTGRES_MAX_CONNS", "must be at least 1"},
+		{d.DialTimeout <= 0, "POSTGRES_DIAL_TIMEOUT", positive},
+		{d.QueryTimeout <= 0, "POSTGRES_QUERY_TIMEOUT", positive},
+	})
+	if d.PasswordFile != "" {
+		b, err := os.ReadFile(d.PasswordFile)
+		if err != nil {
+			p = append(p, Problem{"POSTGRES_PASSWORD_FILE", fmt.Sprintf("cannot read %s: %v", d.PasswordFile, errors.Unwrap(err))})
+		} else {
+			d.Password = strings.TrimRight(string(b), "\r\n")
 		}
-	}
-	if c.HTTP.DrainDelay < 0 {
-		p = append(p, "SHUTDOWN_DRAIN_DELAY: must not be negative")
-	}
-	if c.HTTP.ListenPort < 1 || c.HTTP.ListenPort > 65535 {
-		p = append(p, "PORT: must be between 1 and 65535")
-	}
-	if _, err := c.Level(); err != nil {
-		p = append(p, err.Error())
 	}
 	return p
 }
 
-// Level is LogLevel as a slog level.
-func (c Config) Level() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("LOG_LEVEL: must be one of debug, info, warn, error, not %q", c.LogLevel)
+func (h *HTTP) check() []Problem {
+	return broken([]rule{
+		{h.ListenPort < 1 || h.ListenPort > 65535, "PORT", "must be between 1 and 65535"},
+		{h.DrainDelay < 0, "SHUTDOWN_DRAIN_DELAY", "must not be negative"},
+		{h.ShutdownTimeout <= 0, "SHUTDOWN_TIMEOUT", positive},
+		{h.RequestTimeout <= 0, "REQUEST_TIMEOUT", positive},
+	})
+}
+
+const positive = "must be a positive duration such as 5s"
+
+// rule is one range check: the variable's problem when broken.
+type rule struct {
+	broken        bool
+	name, message string
+}
+
+func broken(rules []rule) []Problem {
+	var p []Problem
+	for _, r := range rules {
+		if r.broken {
+			p = append(p, Problem{r.name, r.message})
+		}
 	}
-	return l, nil
+	return p
+}
+
+// Options are the store's options for d.
+func (d Database) Options() store.Options {
+	o := store.Options{
+		Host:         d.Host,
+		Port:         d.Port,
+		User:         d.User,
+		Password:     d.Password,
+		Database:     d.Name,
+		MaxConns:     d.MaxConns,
+		DialTimeout:  d.DialTimeout,
+		QueryTimeout: d.QueryTimeout,
+	}
+	switch d.SSLMode {
+	case SSLRequire:
+		// Encrypted but unverified, as libpq's sslmode=require.
+		o.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // that is what require means
+	case SSLVerifyFull:
+		o.TLS = &tls.Config{ServerName: d.Host, MinVersion: tls.VersionTLS12}
+	}
+	return o
 }
 
 // LogValue keeps the password out of logs whatever logs the config.
@@ -184,65 +254,65 @@ func (d Database) String() string {
 // GoString keeps the password out of %#v output.
 func (d Database) GoString() string { return d.String() }
 
-// describe turns an env error into "VARIABLE: what is wrong". Parse errors
-// carry the Go field name, which would mean nothing to an operator.
-func describe(err error) string {
+// describe turns an env error into a Problem.
+func describe(v any, err error) Problem {
 	var notSet env.EnvVarIsNotSetError
 	var empty env.EmptyEnvVarError
 	var parse env.ParseError
 	switch {
 	case errors.As(err, &notSet):
-		return notSet.Key + ": required but not set"
+		return Problem{notSet.Key, "required but not set"}
 	case errors.As(err, &empty):
-		return empty.Key + ": must not be empty"
+		return Problem{empty.Key, "must not be empty"}
 	case errors.As(err, &parse):
-		name := parse.Name
-		for _, v := range Variables() {
-			if v.Field == parse.Name {
-				name = v.Name
+		msg := "not a valid " + parse.Type.String()
+		if parse.Type == reflect.TypeFor[slog.Level]() {
+			msg = "must be one of debug, info, warn, error"
+		}
+		return Problem{variable(reflect.TypeOf(v).Elem(), parse.Name), msg}
+	}
+	return Problem{Message: err.Error()}
+}
+
+// variable returns the variable that the field called name reads, in
+// struct type t or a struct within it. env's parse errors carry only the
+// Go field's name, which would mean nothing to an operator, and its
+// FieldParams do not carry the field's name at all. Field names are unique
+// across Config (TestParseErrorsNameTheirVariable fails otherwise).
+func variable(t reflect.Type, name string) string {
+	for f := range t.Fields() {
+		if f.Name == name {
+			key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			return key
+		}
+		if f.Type.Kind() == reflect.Struct {
+			if key := variable(f.Type, name); key != "" {
+				return key
 			}
 		}
-		return fmt.Sprintf("%s: not a valid %s", name, parse.Type)
 	}
-	return err.Error()
+	return ""
 }
 
 // Var describes one environment variable the service reads.
 type Var struct {
 	Name     string
-	Field    string
 	Required bool
 	Default  string
 }
 
 // Variables lists every variable Config reads, from its struct tags, so
 // deployment files can be checked against the code rather than a copy.
-// Field names are unique across Config (a test checks), which lets parse
-// errors, which carry only the field name, name their variable.
+// It panics if a tag is malformed, which Load would reject as well and
+// this package's tests rule out.
 func Variables() []Var {
-	var out []Var
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
-				walk(f.Type)
-				continue
-			}
-			tag := f.Tag.Get("env")
-			if tag == "" {
-				continue
-			}
-			parts := strings.Split(tag, ",")
-			v := Var{Name: parts[0], Field: f.Name, Default: f.Tag.Get("envDefault")}
-			for _, opt := range parts[1:] {
-				if opt == "required" {
-					v.Required = true
-				}
-			}
-			out = append(out, v)
-		}
+	params, err := env.GetFieldParams(&Config{})
+	if err != nil {
+		panic("config: " + err.Error())
 	}
-	walk(reflect.TypeOf(Config{}))
+	out := make([]Var, len(params))
+	for i, p := range params {
+		out[i] = Var{Name: p.Key, Required: p.Required, Default: p.DefaultValue}
+	}
 	return out
 }

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/example/users/pkg/config"
 )
 
 // New returns an http.Server for h with the timeouts a public listener
@@ -27,11 +25,20 @@ func New(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
+// Shutdown says how Serve stops once its context is done.
+type Shutdown struct {
+	// DrainDelay keeps serving, readiness 503, so load balancers notice
+	// before the listener closes.
+	DrainDelay time.Duration
+	// Timeout bounds the wait for requests in flight.
+	Timeout time.Duration
+}
+
 // Serve serves on ln until ctx is done, then shuts down gracefully:
 // drain is called (readiness turns 503), the server keeps serving for
-// cfg.DrainDelay so load balancers notice, then stops accepting and waits
-// up to cfg.ShutdownTimeout for requests in flight.
-func Serve(ctx context.Context, ln net.Listener, srv *http.Server, cfg config.HTTP, logger *slog.Logger, drain func()) error {
+// sd.DrainDelay so load balancers notice, then stops accepting and waits
+// up to sd.Timeout for requests in flight.
+func Serve(ctx context.Context, ln net.Listener, srv *http.Server, sd Shutdown, logger *slog.Logger, drain func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("listening", slog.String("addr", ln.Addr().String()))
@@ -42,9 +49,9 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, cfg config.HT
 	case <-ctx.Done():
 	}
 	drain()
-	logger.Info("draining", slog.Duration("delay", cfg.DrainDelay))
-	if cfg.DrainDelay > 0 {
-		t := time.NewTimer(cfg.DrainDelay)
+	logger.Info("draining", slog.Duration("delay", sd.DrainDelay))
+	if sd.DrainDelay > 0 {
+		t := time.NewTimer(sd.DrainDelay)
 		select {
 		case <-t.C:
 		case err := <-errc:
@@ -52,7 +59,7 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, cfg config.HT
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), sd.Timeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {

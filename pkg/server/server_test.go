@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/users/pkg/config"
 	"github.com/example/users/pkg/requestid"
 )
 
@@ -140,7 +139,7 @@ func TestServeDrains(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.DiscardHandler)
-	cfg := config.HTTP{DrainDelay: 300 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	cfg := Shutdown{DrainDelay: 300 * time.Millisecond, Timeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, ln, New(mux, logger), cfg, logger, func() { close(drained) }) }()
 
