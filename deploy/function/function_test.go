@@ -1,4 +1,4 @@
-package function
+package function_test
 
 import (
 	"context"
@@ -12,12 +12,13 @@ import (
 
 	fhttp "knative.dev/func-go/http"
 
+	function "github.com/example/users"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/user"
 )
 
-// TestUnderFuncRuntime serves New() with knative.dev/func-go's HTTP
+// TestUnderFuncRuntime serves function.New() with knative.dev/func-go's HTTP
 // runtime, as the main that `func build` scaffolds does, and exercises the
 // API and func's own probe routes through it.
 func TestUnderFuncRuntime(t *testing.T) {
@@ -35,7 +36,7 @@ func TestUnderFuncRuntime(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- fhttp.New(New()).Start(ctx) }()
+	go func() { done <- fhttp.New(function.New()).Start(ctx) }()
 	defer func() {
 		cancel()
 		select {

@@ -1,6 +1,6 @@
 //go:build kube
 
-package e2e
+package kube
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-// Command kubeload is the steady load the real-node test (e2e/kube_test.go)
+// Command kubeload is the steady load the real-node test (deploy/kube)
 // runs inside the cluster while it upgrades the release or kills a pod:
 // readers GET /user?limit=20, writers POST /user with unique names, and
 // every answer is counted. It runs in a pod so that its requests go through

@@ -7,7 +7,7 @@
 // really run; PostgreSQL runs in the cluster. .ci/kube builds the images,
 // brings the node up, imports the images and runs
 //
-//	go test -tags kube -count=1 -v -timeout 40m -run '^TestKube' ./e2e/
+//	(cd deploy && go test -tags kube -count=1 -v -timeout 40m -run '^TestKube' ./kube/)
 //
 // with these variables (the test fails, never skips, without them):
 //
@@ -16,9 +16,9 @@
 //	USERS_IMAGE_V2     the same build plus one new, backward-compatible migration
 //	USERS_IMAGE_V*_DIGEST  their digests on the node, the pipeline's IMAGE_DIGEST
 //	USERS_V2_MIGRATION that migration's name as bun records it (its number)
-//	KUBELOAD_IMAGE     e2e/kubeload, the in-cluster load
+//	KUBELOAD_IMAGE     deploy/kube/kubeload, the in-cluster load
 //	HELM               a helm binary of the version the pipeline pins
-package e2e
+package kube
 
 import (
 	"bufio"
@@ -78,7 +78,7 @@ func (i image) pinned() string {
 
 func newKube(t *testing.T) *kube {
 	t.Helper()
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +578,7 @@ type loadStats struct {
 	Stopped      bool     `json:"stopped"`
 }
 
-// load starts e2e/kubeload in a pod of namespace against url (with Host
+// load starts kubeload in a pod of namespace against url (with Host
 // host) and returns a function that stops it and returns its counts.
 func (k *kube) load(namespace, name, url, host string, writers int) func() loadStats {
 	k.t.Helper()
