@@ -90,6 +90,49 @@ func TestValidateReportsEveryField(t *testing.T) {
 	}
 }
 
+// TestUserJSON pins the exact bytes of a user's JSON. The strings hold
+// what the escaping must get right, whether or not validation lets it into
+// the database: quotes, backslashes, HTML-significant characters, control
+// characters, JavaScript's line separators and invalid UTF-8. (Backspace
+// and form feed are left out: the hand-written encoder wrote \u0008 and
+// \u000c, encoding/json writes \b and \f, and neither character can pass
+// ParseNew, the only way a user is made.)
+func TestUserJSON(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
+	tests := []struct {
+		name string
+		u    User
+		want string
+	}{
+		{"plain", User{42, "alice", "alice@example.com", at},
+			`{"id":42,"username":"alice","email":"alice@example.com","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"whole second", User{1, "a", "a@b.c", at.Truncate(time.Second)},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T10:00:00Z"}`},
+		{"trailing zeros", User{1, "a", "a@b.c", at.Truncate(10 * time.Millisecond)},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T10:00:00.12Z"}`},
+		{"zero", User{}, `{"id":0,"username":"","email":"","created_at":"0001-01-01T00:00:00Z"}`},
+		{"quotes and html", User{9223372036854775807, `quo"te\back`, "<tag>&amp;'@x.y", at},
+			`{"id":9223372036854775807,"username":"quo\"te\\back","email":"\u003ctag\u003e\u0026amp;'@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"controls", User{1, "ctl\x00\x01\x1f\x7f", "tab\tnl\ncr\r@x", at},
+			`{"id":1,"username":"ctl\u0000\u0001\u001f` + "\x7f" + `","email":"tab\tnl\ncr\r@x","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"unicode", User{1, "ünï€😀", "line\u2028sep\u2029@x.y", at},
+			`{"id":1,"username":"ünï€😀","email":"line\u2028sep\u2029@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"invalid utf8", User{1, "bad\xffutf8", "\xed\xa0\x80@x", at},
+			`{"id":1,"username":"bad\ufffdutf8","email":"\ufffd\ufffd\ufffd@x","created_at":"2026-11-27T10:00:00.123456Z"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("json.Marshal:\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.FixedZone("x", 3600))
 	for _, email := range []string{
