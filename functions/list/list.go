@@ -2,13 +2,14 @@
 package list
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/user"
@@ -17,9 +18,9 @@ import (
 // MaxLimit is the largest page a client may ask for.
 const MaxLimit = 1000
 
-// flushAt is how much JSON is gathered before it is written. Until the
-// first write the status can still change, so an early database error is
-// a clean 503; after it, rows go out as they are read.
+// flushAt is how much JSON of the full list is gathered before it is
+// written. Until the first write the status can still change, so an early
+// database error is a clean 503; after it, rows go out as they are read.
 const flushAt = 32 << 10
 
 // Lister walks users in id order; see store.Store.List.
@@ -31,28 +32,6 @@ type Lister interface {
 type Handler struct {
 	users  Lister
 	logger *slog.Logger
-	// bufs recycles response buffers: without it every list request
-	// allocated a fresh 33 kB buffer, most of a short list's garbage.
-	bufs sync.Pool
-}
-
-// maxPooled is the largest buffer kept for reuse; a rare big page's
-// buffer goes to the garbage collector instead of staying in the pool.
-const maxPooled = 256 << 10
-
-func (h *Handler) getBuf() *[]byte {
-	if b, ok := h.bufs.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 0, flushAt+4096)
-	return &b
-}
-
-func (h *Handler) putBuf(b *[]byte) {
-	if cap(*b) <= maxPooled {
-		*b = (*b)[:0]
-		h.bufs.Put(b)
-	}
 }
 
 // New returns the list handler.
@@ -103,76 +82,63 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if p.limit > 0 {
-		h.servePage(w, r, p)
-		return
-	}
-	h.serveAll(w, r, p.after)
-}
-
-// servePage reads one row more than asked to learn whether a next page
-// exists, because the Link header must be sent before the body.
-func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, p page) {
-	pb := h.getBuf()
-	defer h.putBuf(pb)
-	buf := append(*pb, '[')
-	n := 0
-	var last int64
-	err := h.users.List(r.Context(), p.after, p.limit+1, func(u *user.User) error {
-		if n == p.limit {
-			n++
-			return nil
-		}
-		if n > 0 {
-			buf = append(buf, ',')
-		}
-		buf = u.AppendJSON(buf)
-		last = u.ID
-		n++
-		return nil
-	})
-	if err != nil {
-		w.Header().Del("Content-Type")
-		problem.Error(w, r, h.logger, err)
-		return
-	}
-	if n > p.limit {
-		next := url.Values{"after": {strconv.FormatInt(last, 10)}, "limit": {strconv.Itoa(p.limit)}}
-		w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
-	}
-	buf = append(buf, ']', '\n')
-	*pb = buf // keep what it grew to
-	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
-	_, _ = w.Write(buf)
+	h.serve(w, r, p)
 }
 
 var errWrite = errors.New("write to client failed")
 
-func (h *Handler) serveAll(w http.ResponseWriter, r *http.Request, after int64) {
-	pb := h.getBuf()
-	defer h.putBuf(pb)
-	buf := append(*pb, '[')
+// serve writes the users of p as one JSON array, encoding each row as the
+// database cursor yields it. The full list goes out every flushAt bytes. A
+// page is held whole, at most MaxLimit rows: it reads one row more than
+// asked to learn whether a next page exists, and the Link header that says
+// so must be sent before the body.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p page) {
+	var buf bytes.Buffer
+	// One encoder for every row: it ends each value with a newline, which
+	// is cut to keep the array on one line.
+	enc := json.NewEncoder(&buf)
+	buf.WriteByte('[')
 	started := false // whether anything was written to w
-	first := true
-	err := h.users.List(r.Context(), after, 0, func(u *user.User) error {
-		if !first {
-			buf = append(buf, ',')
+	n := 0
+	var last int64
+	fetch := 0
+	if p.limit > 0 {
+		fetch = p.limit + 1
+	}
+	err := h.users.List(r.Context(), p.after, fetch, func(u *user.User) error {
+		if p.limit > 0 && n == p.limit {
+			n++ // the row after the page: there is a next one
+			return nil
 		}
-		first = false
-		buf = u.AppendJSON(buf)
-		if len(buf) >= flushAt {
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(u); err != nil {
+			return err
+		}
+		buf.Truncate(buf.Len() - 1)
+		last = u.ID
+		n++
+		if p.limit == 0 && buf.Len() >= flushAt {
 			started = true
-			if _, err := w.Write(buf); err != nil {
+			if _, err := w.Write(buf.Bytes()); err != nil {
 				return errWrite
 			}
-			buf = buf[:0]
+			buf.Reset()
 		}
 		return nil
 	})
 	switch {
 	case err == nil:
-		buf = append(buf, ']', '\n')
-		_, _ = w.Write(buf)
+		if p.limit > 0 && n > p.limit {
+			next := url.Values{"after": {strconv.FormatInt(last, 10)}, "limit": {strconv.Itoa(p.limit)}}
+			w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
+		}
+		buf.WriteString("]\n")
+		if !started {
+			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+		}
+		_, _ = w.Write(buf.Bytes())
 	case errors.Is(err, errWrite):
 		// The client went away; nothing more to tell it.
 	case !started:

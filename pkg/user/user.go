@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
-	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -21,12 +20,14 @@ const (
 	MaxEmailLen    = 254
 )
 
-// User is a stored user.
+// User is a stored user, and in this form the API's JSON object. The
+// store gives CreatedAt in UTC, which encoding/json writes as RFC 3339
+// with "Z" and the fraction's trailing zeros trimmed.
 type User struct {
-	ID        int64
-	Username  string
-	Email     string
-	CreatedAt time.Time
+	ID        int64     `json:"id"`
+	Username  string    `json:"username"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // New is a user to create.
@@ -181,88 +182,4 @@ func checkEmail(s string) string {
 		return "must be a plain email address such as name@example.com"
 	}
 	return ""
-}
-
-// AppendJSON appends u as the API's JSON object. It is written by hand
-// because the list endpoint encodes every row and reflection-based
-// encoding dominated its profile.
-func (u *User) AppendJSON(b []byte) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, u.ID, 10)
-	b = append(b, `,"username":`...)
-	b = appendString(b, u.Username)
-	b = append(b, `,"email":`...)
-	b = appendString(b, u.Email)
-	b = append(b, `,"created_at":"`...)
-	b = u.CreatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...)
-}
-
-// MarshalJSON makes User encode the same way through encoding/json.
-func (u User) MarshalJSON() ([]byte, error) {
-	return u.AppendJSON(nil), nil
-}
-
-// UnmarshalJSON reads the API's JSON object (clients and tests use it).
-func (u *User) UnmarshalJSON(data []byte) error {
-	var v struct {
-		ID        int64     `json:"id"`
-		Username  string    `json:"username"`
-		Email     string    `json:"email"`
-		CreatedAt time.Time `json:"created_at"`
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return err
-	}
-	*u = User{ID: v.ID, Username: v.Username, Email: v.Email, CreatedAt: v.CreatedAt}
-	return nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaping what JSON requires
-// and what HTML or JavaScript embedding would trip on.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			if r == utf8.RuneError {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			}
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
