@@ -2,14 +2,13 @@
 package list
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/user"
@@ -32,6 +31,29 @@ type Lister interface {
 type Handler struct {
 	users  Lister
 	logger *slog.Logger
+	// bufs recycles response buffers. Without it a list of 100 users
+	// cost a fifth more CPU per request, mostly the collector's work on a
+	// fresh buffer per request (docs/performance.md).
+	bufs sync.Pool
+}
+
+// maxPooled is the largest buffer kept for reuse; a rare big page's
+// buffer goes to the garbage collector instead of staying in the pool.
+const maxPooled = 256 << 10
+
+func (h *Handler) getBuf() *[]byte {
+	if b, ok := h.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, flushAt+4096)
+	return &b
+}
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		h.bufs.Put(b)
+	}
 }
 
 // New returns the list handler.
@@ -87,17 +109,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var errWrite = errors.New("write to client failed")
 
-// serve writes the users of p as one JSON array, encoding each row as the
-// database cursor yields it. The full list goes out every flushAt bytes. A
+// serve writes the users of p as one JSON array, encoding each row (with
+// AppendJSON, see there why) as the database cursor yields it. The full list goes out every flushAt bytes. A
 // page is held whole, at most MaxLimit rows: it reads one row more than
 // asked to learn whether a next page exists, and the Link header that says
 // so must be sent before the body.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p page) {
-	var buf bytes.Buffer
-	// One encoder for every row: it ends each value with a newline, which
-	// is cut to keep the array on one line.
-	enc := json.NewEncoder(&buf)
-	buf.WriteByte('[')
+	pb := h.getBuf()
+	defer h.putBuf(pb)
+	buf := append(*pb, '[')
 	started := false // whether anything was written to w
 	n := 0
 	var last int64
@@ -111,20 +131,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p page) {
 			return nil
 		}
 		if n > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		if err := enc.Encode(u); err != nil {
-			return err
-		}
-		buf.Truncate(buf.Len() - 1)
+		buf = u.AppendJSON(buf)
 		last = u.ID
 		n++
-		if p.limit == 0 && buf.Len() >= flushAt {
+		if p.limit == 0 && len(buf) >= flushAt {
 			started = true
-			if _, err := w.Write(buf.Bytes()); err != nil {
+			if _, err := w.Write(buf); err != nil {
 				return errWrite
 			}
-			buf.Reset()
+			buf = buf[:0]
 		}
 		return nil
 	})
@@ -134,11 +151,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p page) {
 			next := url.Values{"after": {strconv.FormatInt(last, 10)}, "limit": {strconv.Itoa(p.limit)}}
 			w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
 		}
-		buf.WriteString("]\n")
+		buf = append(buf, ']', '\n')
 		if !started {
-			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+			w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
 		}
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(buf)
+		*pb = buf // keep what it grew to
 	case errors.Is(err, errWrite):
 		// The client went away; nothing more to tell it.
 	case !started:

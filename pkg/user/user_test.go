@@ -93,10 +93,8 @@ func TestValidateReportsEveryField(t *testing.T) {
 // TestUserJSON pins the exact bytes of a user's JSON. The strings hold
 // what the escaping must get right, whether or not validation lets it into
 // the database: quotes, backslashes, HTML-significant characters, control
-// characters, JavaScript's line separators and invalid UTF-8. (Backspace
-// and form feed are left out: the hand-written encoder wrote \u0008 and
-// \u000c, encoding/json writes \b and \f, and neither character can pass
-// ParseNew, the only way a user is made.)
+// characters, JavaScript's line separators and invalid UTF-8. Each case
+// is checked through encoding/json and through AppendJSON.
 func TestUserJSON(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
 	tests := []struct {
@@ -115,6 +113,10 @@ func TestUserJSON(t *testing.T) {
 			`{"id":9223372036854775807,"username":"quo\"te\\back","email":"\u003ctag\u003e\u0026amp;'@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
 		{"controls", User{1, "ctl\x00\x01\x1f\x7f", "tab\tnl\ncr\r@x", at},
 			`{"id":1,"username":"ctl\u0000\u0001\u001f` + "\x7f" + `","email":"tab\tnl\ncr\r@x","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"backspace and form feed", User{1, "\b", "\f", at},
+			`{"id":1,"username":"\b","email":"\f","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"not UTC", User{1, "a", "a@b.c", at.In(time.FixedZone("", 5*3600+1800))},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T15:30:00.123456+05:30"}`},
 		{"unicode", User{1, "ünï€😀", "line\u2028sep\u2029@x.y", at},
 			`{"id":1,"username":"ünï€😀","email":"line\u2028sep\u2029@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
 		{"invalid utf8", User{1, "bad\xffutf8", "\xed\xa0\x80@x", at},
@@ -127,10 +129,30 @@ func TestUserJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			if string(got) != tt.want {
-				t.Fatalf("json.Marshal:\n got %s\nwant %s", got, tt.want)
+				t.Errorf("json.Marshal:\n got %s\nwant %s", got, tt.want)
+			}
+			if got := tt.u.AppendJSON(nil); string(got) != tt.want {
+				t.Errorf("AppendJSON:\n got %s\nwant %s", got, tt.want)
 			}
 		})
 	}
+}
+
+// FuzzAppendJSON checks that AppendJSON writes what encoding/json writes
+// for any strings and time.
+func FuzzAppendJSON(f *testing.F) {
+	f.Add(int64(1), "alice", "a&b@x.y", int64(1795773600123456000))
+	f.Add(int64(-7), "\x00\b\f\u2028\xff<", "\xed\xa0\x80\"\\", int64(0))
+	f.Fuzz(func(t *testing.T, id int64, username, email string, nanos int64) {
+		u := User{id, username, email, time.Unix(0, nanos).UTC()}
+		want, err := json.Marshal(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON %s\nencoding/json %s", got, want)
+		}
+	})
 }
 
 // FuzzParseNew checks that no input panics, that accepted input is valid
