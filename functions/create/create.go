@@ -3,6 +3,7 @@ package create
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -38,7 +39,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, r, h.logger, err)
 		return
 	}
-	b := u.AppendJSON(make([]byte, 0, 256))
+	b, _ := json.Marshal(u) // a User always marshals
 	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Location", "/user/"+strconv.FormatInt(u.ID, 10))

@@ -3,6 +3,7 @@ package get
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,7 +40,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, r, h.logger, err)
 		return
 	}
-	b := u.AppendJSON(make([]byte, 0, 256))
+	b, _ := json.Marshal(u) // a User always marshals
 	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))

@@ -10,6 +10,9 @@
 // statement, and the next query on it reads the late answer to the old
 // one. BenchmarkGet and BenchmarkCreate in this package measure the
 // variants.
+//
+// Users come back with CreatedAt in UTC whatever the session's time zone,
+// so their JSON always says created_at in UTC, the same way.
 package store
 
 import (

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -71,7 +72,8 @@ func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (
 		if err != nil {
 			return err
 		}
-		out.UserID, out.Data = u.ID, u.AppendJSON(nil)
+		data, _ := json.Marshal(u) // a User always marshals
+		out.UserID, out.Data = u.ID, data
 		if _, err := tx.ExecContext(ctx, "UPDATE processed_events SET user_id = ?, reply_data = ? WHERE source = ? AND id = ?",
 			out.UserID, string(out.Data), key.Source, key.ID); err != nil {
 			return fmt.Errorf("record event reply: %w", classify(err))

@@ -62,6 +62,7 @@ func Create(ctx context.Context, db bun.IDB, u user.New) (user.User, error) {
 	if err != nil {
 		return user.User{}, fmt.Errorf("insert user: %w", classify(err))
 	}
+	out.CreatedAt = out.CreatedAt.UTC()
 	return out, nil
 }
 
@@ -75,6 +76,7 @@ func (s *Store) Get(ctx context.Context, id int64) (user.User, error) {
 	if err != nil {
 		return user.User{}, fmt.Errorf("get user %d: %w", id, classify(err))
 	}
+	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }
 
@@ -111,6 +113,7 @@ func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.
 		if err := rows.Scan(&u.ID, &u.Username, &u.Email, &u.CreatedAt); err != nil {
 			return fmt.Errorf("list users: %w", classify(err))
 		}
+		u.CreatedAt = u.CreatedAt.UTC()
 		if err := fn(&u); err != nil {
 			return err
 		}

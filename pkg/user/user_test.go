@@ -90,34 +90,69 @@ func TestValidateReportsEveryField(t *testing.T) {
 	}
 }
 
-func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
-	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.FixedZone("x", 3600))
-	for _, email := range []string{
-		"plain@example.com", `quo"te@x.y`, `back\slash@x.y`, "<tag>&amp;@x.y", "ünï@x.y",
-		"ctl\x01\x1f@x.y", "line\u2028sep\u2029@x.y", "bad\xffutf8@x.y", "tab\tnl\ncr\r@x",
-	} {
-		u := User{ID: 42, Username: "alice", Email: email, CreatedAt: at}
-		var fromAppend, fromStd map[string]any
-		if err := json.Unmarshal(u.AppendJSON(nil), &fromAppend); err != nil {
-			t.Fatalf("%q: AppendJSON produced invalid JSON %s: %v", email, u.AppendJSON(nil), err)
-		}
-		std, _ := json.Marshal(struct {
-			ID        int64     `json:"id"`
-			Username  string    `json:"username"`
-			Email     string    `json:"email"`
-			CreatedAt time.Time `json:"created_at"`
-		}{u.ID, u.Username, u.Email, u.CreatedAt.UTC()})
-		_ = json.Unmarshal(std, &fromStd)
-		for k, v := range fromStd {
-			if fromAppend[k] != v {
-				t.Errorf("%q: field %s = %v, encoding/json gives %v", email, k, fromAppend[k], v)
-			}
-		}
-		var back User
-		if err := json.Unmarshal(u.AppendJSON(nil), &back); err != nil || back.ID != 42 || !back.CreatedAt.Equal(at) {
-			t.Errorf("%q: round trip gave %+v, %v", email, back, err)
-		}
+// TestUserJSON pins the exact bytes of a user's JSON. The strings hold
+// what the escaping must get right, whether or not validation lets it into
+// the database: quotes, backslashes, HTML-significant characters, control
+// characters, JavaScript's line separators and invalid UTF-8. Each case
+// is checked through encoding/json and through AppendJSON.
+func TestUserJSON(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
+	tests := []struct {
+		name string
+		u    User
+		want string
+	}{
+		{"plain", User{42, "alice", "alice@example.com", at},
+			`{"id":42,"username":"alice","email":"alice@example.com","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"whole second", User{1, "a", "a@b.c", at.Truncate(time.Second)},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T10:00:00Z"}`},
+		{"trailing zeros", User{1, "a", "a@b.c", at.Truncate(10 * time.Millisecond)},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T10:00:00.12Z"}`},
+		{"zero", User{}, `{"id":0,"username":"","email":"","created_at":"0001-01-01T00:00:00Z"}`},
+		{"quotes and html", User{9223372036854775807, `quo"te\back`, "<tag>&amp;'@x.y", at},
+			`{"id":9223372036854775807,"username":"quo\"te\\back","email":"\u003ctag\u003e\u0026amp;'@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"controls", User{1, "ctl\x00\x01\x1f\x7f", "tab\tnl\ncr\r@x", at},
+			`{"id":1,"username":"ctl\u0000\u0001\u001f` + "\x7f" + `","email":"tab\tnl\ncr\r@x","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"backspace and form feed", User{1, "\b", "\f", at},
+			`{"id":1,"username":"\b","email":"\f","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"not UTC", User{1, "a", "a@b.c", at.In(time.FixedZone("", 5*3600+1800))},
+			`{"id":1,"username":"a","email":"a@b.c","created_at":"2026-11-27T15:30:00.123456+05:30"}`},
+		{"unicode", User{1, "ünï€😀", "line\u2028sep\u2029@x.y", at},
+			`{"id":1,"username":"ünï€😀","email":"line\u2028sep\u2029@x.y","created_at":"2026-11-27T10:00:00.123456Z"}`},
+		{"invalid utf8", User{1, "bad\xffutf8", "\xed\xa0\x80@x", at},
+			`{"id":1,"username":"bad\ufffdutf8","email":"\ufffd\ufffd\ufffd@x","created_at":"2026-11-27T10:00:00.123456Z"}`},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("json.Marshal:\n got %s\nwant %s", got, tt.want)
+			}
+			if got := tt.u.AppendJSON(nil); string(got) != tt.want {
+				t.Errorf("AppendJSON:\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzAppendJSON checks that AppendJSON writes what encoding/json writes
+// for any strings and time.
+func FuzzAppendJSON(f *testing.F) {
+	f.Add(int64(1), "alice", "a&b@x.y", int64(1795773600123456000))
+	f.Add(int64(-7), "\x00\b\f\u2028\xff<", "\xed\xa0\x80\"\\", int64(0))
+	f.Fuzz(func(t *testing.T, id int64, username, email string, nanos int64) {
+		u := User{id, username, email, time.Unix(0, nanos).UTC()}
+		want, err := json.Marshal(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON %s\nencoding/json %s", got, want)
+		}
+	})
 }
 
 // FuzzParseNew checks that no input panics, that accepted input is valid
