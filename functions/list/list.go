@@ -110,10 +110,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var errWrite = errors.New("write to client failed")
 
 // serve writes the users of p as one JSON array, encoding each row (with
-// AppendJSON, see there why) as the database cursor yields it. The full list goes out every flushAt bytes. A
-// page is held whole, at most MaxLimit rows: it reads one row more than
-// asked to learn whether a next page exists, and the Link header that says
-// so must be sent before the body.
+// AppendJSON, see there why) as the database cursor yields it. The full
+// list goes out every flushAt bytes. A page is held whole, at most
+// MaxLimit rows: it reads one row more than asked to learn whether a next
+// page exists, and the Link header that says so must be sent before the
+// body.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p page) {
 	pb := h.getBuf()
 	defer h.putBuf(pb)
