@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +34,9 @@ const (
 
 // Config is everything the binary and the function need to run.
 type Config struct {
-	Database Database
-	HTTP     HTTP
+	Database  Database
+	HTTP      HTTP
+	Telemetry Telemetry
 	// LogLevel is one of debug, info, warn, error; env decodes it with
 	// slog.Level's UnmarshalText.
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
@@ -74,6 +78,136 @@ type HTTP struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// RequestTimeout bounds a request's database work.
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"15s"`
+}
+
+// Telemetry holds the observability settings. The OTEL_* variables are
+// OpenTelemetry's own and mean what its specification says; the OTLP
+// exporters read the rest of theirs (headers, timeouts, certificates)
+// from the process environment themselves.
+type Telemetry struct {
+	// MetricsAddr, when set, serves /metrics on this address instead of
+	// the API's port, so a plain Deployment can keep it off the Service.
+	// Knative allows one port, so there it stays empty.
+	MetricsAddr string `env:"METRICS_ADDR"`
+	// DebugAddr, when set, serves net/http/pprof there and nowhere else.
+	// A bare port (":6060") binds loopback only.
+	DebugAddr string `env:"DEBUG_ADDR"`
+
+	SDKDisabled bool   `env:"OTEL_SDK_DISABLED"`
+	ServiceName string `env:"OTEL_SERVICE_NAME" envDefault:"users"`
+	// Endpoint and the per-signal ones switch OTLP export on; with none
+	// set nothing is sent and tracing is off.
+	Endpoint        string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	TracesEndpoint  string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	MetricsEndpoint string `env:"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"`
+	// Protocol must be http/protobuf: the gRPC exporter would double the
+	// binary for a transport every collector also serves over HTTP.
+	Protocol        string `env:"OTEL_EXPORTER_OTLP_PROTOCOL" envDefault:"http/protobuf"`
+	TracesProtocol  string `env:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+	MetricsProtocol string `env:"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"`
+	// TracesExporter and MetricsExporter are otlp or none. /metrics is
+	// served whatever MetricsExporter says: it is the pull side.
+	TracesExporter  string `env:"OTEL_TRACES_EXPORTER" envDefault:"otlp"`
+	MetricsExporter string `env:"OTEL_METRICS_EXPORTER" envDefault:"otlp"`
+	Sampler         string `env:"OTEL_TRACES_SAMPLER" envDefault:"parentbased_always_on"`
+	SamplerArg      string `env:"OTEL_TRACES_SAMPLER_ARG"`
+	// ResourceAttributes are key=value pairs, comma-separated, added to
+	// every span and metric.
+	ResourceAttributes string `env:"OTEL_RESOURCE_ATTRIBUTES"`
+
+	// Knative sets these in every revision's pods; they go into the
+	// resource so a trace or series names the revision that served it.
+	KnativeService       string `env:"K_SERVICE"`
+	KnativeConfiguration string `env:"K_CONFIGURATION"`
+	KnativeRevision      string `env:"K_REVISION"`
+}
+
+// Tracing reports whether spans are exported.
+func (t Telemetry) Tracing() bool {
+	return !t.SDKDisabled && t.TracesExporter == "otlp" && (t.Endpoint != "" || t.TracesEndpoint != "")
+}
+
+// MetricsPush reports whether metrics are pushed over OTLP as well.
+func (t Telemetry) MetricsPush() bool {
+	return !t.SDKDisabled && t.MetricsExporter == "otlp" && (t.Endpoint != "" || t.MetricsEndpoint != "")
+}
+
+var samplers = []string{"always_on", "always_off", "traceidratio",
+	"parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
+
+func (t *Telemetry) check() []Problem {
+	var p []Problem
+	for _, v := range []struct{ name, value string }{
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", t.Protocol},
+		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", t.TracesProtocol},
+		{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", t.MetricsProtocol},
+	} {
+		if v.value != "" && v.value != "http/protobuf" {
+			p = append(p, Problem{v.name, fmt.Sprintf("must be http/protobuf (OTLP over HTTP, a collector's port 4318), not %q", v.value)})
+		}
+	}
+	for _, v := range []struct{ name, value string }{
+		{"OTEL_TRACES_EXPORTER", t.TracesExporter},
+		{"OTEL_METRICS_EXPORTER", t.MetricsExporter},
+	} {
+		if v.value != "otlp" && v.value != "none" {
+			p = append(p, Problem{v.name, fmt.Sprintf("must be otlp or none, not %q", v.value)})
+		}
+	}
+	if !slices.Contains(samplers, t.Sampler) {
+		p = append(p, Problem{"OTEL_TRACES_SAMPLER", fmt.Sprintf("must be one of %s, not %q", strings.Join(samplers, ", "), t.Sampler)})
+	} else if _, err := t.SamplerRatio(); err != nil {
+		p = append(p, Problem{"OTEL_TRACES_SAMPLER_ARG", err.Error()})
+	}
+	if _, err := t.Resource(); err != nil {
+		p = append(p, Problem{"OTEL_RESOURCE_ATTRIBUTES", err.Error()})
+	}
+	for _, v := range []struct{ name, value string }{
+		{"METRICS_ADDR", t.MetricsAddr}, {"DEBUG_ADDR", t.DebugAddr},
+	} {
+		if v.value == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(v.value); err != nil || port == "" {
+			p = append(p, Problem{v.name, fmt.Sprintf("must be host:port or :port, not %q", v.value)})
+		}
+	}
+	return p
+}
+
+// SamplerRatio is the ratio of the traceidratio samplers: 1 unless
+// OTEL_TRACES_SAMPLER_ARG says otherwise.
+func (t Telemetry) SamplerRatio() (float64, error) {
+	if t.SamplerArg == "" || !strings.HasSuffix(t.Sampler, "traceidratio") {
+		return 1, nil
+	}
+	r, err := strconv.ParseFloat(t.SamplerArg, 64)
+	if err != nil || r < 0 || r > 1 {
+		return 0, fmt.Errorf("must be a number from 0 to 1 for %s, not %q", t.Sampler, t.SamplerArg)
+	}
+	return r, nil
+}
+
+// Resource parses ResourceAttributes as the specification says:
+// key=value pairs separated by commas, values percent-encoded.
+func (t Telemetry) Resource() (map[string]string, error) {
+	m := map[string]string{}
+	if strings.TrimSpace(t.ResourceAttributes) == "" {
+		return m, nil
+	}
+	for pair := range strings.SplitSeq(t.ResourceAttributes, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", pair)
+		}
+		dv, err := url.PathUnescape(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("the value of %s is not percent-encoded: %v", k, err)
+		}
+		m[k] = dv
+	}
+	return m, nil
 }
 
 // Problem is what is wrong with one variable.
@@ -161,6 +295,7 @@ func load(environ map[string]string, v any, check func() []Problem) error {
 // the password file.
 func (c *Config) check() []Problem {
 	p := append(c.Database.check(), c.HTTP.check()...)
+	p = append(p, c.Telemetry.check()...)
 	return append(p, broken([]rule{
 		{c.MigrateTimeout <= 0, "MIGRATE_TIMEOUT", positive},
 	})...)

@@ -62,6 +62,16 @@ func TestLoadInvalid(t *testing.T) {
 		{"timeout", with("POSTGRES_QUERY_TIMEOUT", "0s"), []string{"POSTGRES_QUERY_TIMEOUT"}},
 		{"pool", with("POSTGRES_MAX_CONNS", "0"), []string{"POSTGRES_MAX_CONNS"}},
 		{"password file missing", with("POSTGRES_PASSWORD_FILE", "/nonexistent/pw"), []string{"POSTGRES_PASSWORD_FILE"}},
+		{"otlp over grpc", with("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), []string{"OTEL_EXPORTER_OTLP_PROTOCOL"}},
+		{"otlp traces over grpc", with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"), []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}},
+		{"trace exporter", with("OTEL_TRACES_EXPORTER", "jaeger"), []string{"OTEL_TRACES_EXPORTER"}},
+		{"metrics exporter", with("OTEL_METRICS_EXPORTER", "prometheus"), []string{"OTEL_METRICS_EXPORTER"}},
+		{"sampler", with("OTEL_TRACES_SAMPLER", "sometimes"), []string{"OTEL_TRACES_SAMPLER"}},
+		{"sampler ratio", with("OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "2"), []string{"OTEL_TRACES_SAMPLER_ARG"}},
+		{"resource attributes", with("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops"), []string{"OTEL_RESOURCE_ATTRIBUTES"}},
+		{"resource encoding", with("OTEL_RESOURCE_ATTRIBUTES", "team=%zz"), []string{"OTEL_RESOURCE_ATTRIBUTES"}},
+		{"metrics address", with("METRICS_ADDR", "9090"), []string{"METRICS_ADDR"}},
+		{"debug address", with("DEBUG_ADDR", "localhost:"), []string{"DEBUG_ADDR"}},
 		{"several at once", with("POSTGRES_HOST", "<unset>", "POSTGRES_PORT", "x", "POSTGRES_SSLMODE", "on", "LOG_LEVEL", "x"),
 			[]string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_SSLMODE", "LOG_LEVEL"}},
 	}
@@ -84,6 +94,46 @@ func TestLoadInvalid(t *testing.T) {
 				t.Errorf("message leaks the password: %q", err)
 			}
 		})
+	}
+}
+
+func TestTelemetry(t *testing.T) {
+	tests := []struct {
+		name          string
+		env           map[string]string
+		tracing, push bool
+	}{
+		{"default: nothing sent", valid(), false, false},
+		{"endpoint", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"), true, true},
+		{"traces endpoint", with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://otel:4318/v1/traces"), true, false},
+		{"metrics endpoint", with("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://otel:4318/v1/metrics"), false, true},
+		{"traces off", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_TRACES_EXPORTER", "none"), false, true},
+		{"sdk disabled", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_SDK_DISABLED", "true"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Telemetry.Tracing(); got != tt.tracing {
+				t.Errorf("Tracing() = %v, want %v", got, tt.tracing)
+			}
+			if got := cfg.Telemetry.MetricsPush(); got != tt.push {
+				t.Errorf("MetricsPush() = %v, want %v", got, tt.push)
+			}
+		})
+	}
+	cfg, err := Load(with("OTEL_RESOURCE_ATTRIBUTES", "team=payments, deployment.environment.name=prod%2Ceu", "OTEL_TRACES_SAMPLER", "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG", "0.25"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := cfg.Telemetry.Resource()
+	if len(res) != 2 || res["team"] != "payments" || res["deployment.environment.name"] != "prod,eu" {
+		t.Errorf("Resource() = %v", res)
+	}
+	if r, _ := cfg.Telemetry.SamplerRatio(); r != 0.25 {
+		t.Errorf("SamplerRatio() = %v, want 0.25", r)
 	}
 }
 
