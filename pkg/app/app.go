@@ -140,7 +140,11 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	if tel.Tracing {
 		// Spans for the statements only when they are recorded: bun runs
 		// hooks on every query, and this one walks the stack for the caller.
-		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithTracerProvider(tel.TracerProvider)))
+		// Its metrics (a histogram in milliseconds and the pool's stats,
+		// which ObserveDB reports under the conventions' names) stay off.
+		db.AddQueryHook(bunotel.NewQueryHook(
+			bunotel.WithTracerProvider(tel.TracerProvider),
+			bunotel.WithMeterProvider(noopmetric.NewMeterProvider())))
 	}
 	if err := telemetry.ObserveDB(tel.MeterProvider, db.DB); err != nil {
 		return err

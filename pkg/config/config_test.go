@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +219,44 @@ func TestParseErrorsNameTheirVariable(t *testing.T) {
 				t.Fatalf("%s=%%not-valid%%: %v, want one problem naming %s", v.Name, err, v.Name)
 			}
 		})
+	}
+}
+
+// TestREADMEConfiguration: the README's Configuration table has a row for
+// every variable the service reads and none for a variable it does not.
+// Knative's K_* variables are set by the platform, never by an operator,
+// and are described in prose instead.
+func TestREADMEConfiguration(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	name := regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+	for line := range strings.SplitSeq(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			documented[m[1]] = true
+		}
+	}
+	for _, v := range Variables() {
+		if strings.HasPrefix(v.Name, "K_") {
+			continue
+		}
+		if !documented[v.Name] {
+			t.Errorf("README.md's Configuration table has no row for %s", v.Name)
+		}
+		delete(documented, v.Name)
+	}
+	for n := range documented {
+		t.Errorf("README.md's Configuration table documents %s, which the service does not read", n)
 	}
 }
