@@ -6,13 +6,14 @@
 //
 //	cd deploy && go run ./chart/crdgen
 //
-// (or go generate ./chart/). To move to another operator version, change
+// (or go generate ./chart/, which writes to the same place). To move to another operator version, change
 // version below and run it again.
 package main
 
 import (
 	"archive/zip"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -31,8 +32,10 @@ const (
 	// answers 403); the CRDs are under example/ in its zip.
 	version = "v0.94.1"
 	crdDir  = "example/prometheus-operator-crd"
-	outDir  = "chart/testdata/crds"
 )
+
+// go generate runs in deploy/chart, go run from deploy.
+var outDir = flag.String("o", "chart/testdata/crds", "where to write the schemas")
 
 var crds = map[string]string{
 	"servicemonitor.json": "monitoring.coreos.com_servicemonitors.yaml",
@@ -42,6 +45,7 @@ var crds = map[string]string{
 
 func main() {
 	log.SetFlags(0)
+	flag.Parse()
 	out, err := exec.Command("go", "mod", "download", "-json", module+"@"+version).Output()
 	if err != nil {
 		log.Fatalf("go mod download %s@%s: %v", module, version, err)
@@ -74,7 +78,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(outDir, name), append(j, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(*outDir, name), append(j, '\n'), 0o644); err != nil {
 			log.Fatal(err)
 		}
 	}
