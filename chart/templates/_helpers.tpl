@@ -221,6 +221,18 @@ plain.metrics.port; Knative mode always 0.
 {{- end }}
 
 {{/*
+Labels on the Prometheus Operator objects: the chart's, then
+monitoring.labels (which an operator's selector usually matches).
+*/}}
+{{- define "users.monitoringLabels" -}}
+{{ include "users.labels" . }}
+app.kubernetes.io/component: web
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 What the image fixes, in one place: the uid it runs as (the Dockerfile's
 USER), the port `users serve` listens on (its PORT default, which Knative
 also sets) and the probe paths the binary serves.
@@ -228,6 +240,7 @@ also sets) and the probe paths the binary serves.
 {{- define "users.uid" -}}65532{{- end }}
 {{- define "users.port" -}}8080{{- end }}
 {{- define "users.readinessPath" -}}/-/ready{{- end }}
+{{- define "users.metricsPath" -}}/metrics{{- end }}
 {{- define "users.livenessPath" -}}/-/healthy{{- end }}
 
 {{/*

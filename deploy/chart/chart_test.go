@@ -301,6 +301,8 @@ func cases() []chartCase {
 			sets: []string{
 				"knative.enabled=false", "plain.metrics.port=9090", "app.debugAddr=:6060",
 				"networkPolicy.enabled=true", "otel.endpoint=http://otel-collector.observability:4318",
+				"monitoring.enabled=true", "monitoring.rules.enabled=true",
+				"monitoring.labels.release=kube-prometheus-stack",
 			},
 			image: "registry.gitlab.com/example/users:0.1.0",
 		},
@@ -309,6 +311,7 @@ func cases() []chartCase {
 			knative: true,
 			sets: []string{
 				"networkPolicy.enabled=true", "otel.sdkDisabled=false",
+				"monitoring.enabled=true", "monitoring.rules.enabled=true",
 				"otel.serviceName=users-api", "otel.endpoint=http://otel-collector.observability:4318",
 				"otel.tracesEndpoint=http://tempo.observability:4318/v1/traces",
 				"otel.metricsExporter=none", "otel.tracesExporter=otlp",
@@ -373,6 +376,15 @@ func TestChartContract(t *testing.T) {
 			testPod := checkTestPod(t, r, w, tc.image, img.uid)
 			trig, hasTrigger := checkTrigger(t, r, w)
 			checkNetworkPolicy(t, r, w, c, cfg)
+			if len(r.ofKind(monitoringAPI, "ServiceMonitor"))+len(r.ofKind(monitoringAPI, "PodMonitor")) > 0 {
+				schemas := crdSchemas(t)
+				for _, o := range r.objects {
+					if o.APIVersion == monitoringAPI {
+						validateCRD(t, schemas, o)
+					}
+				}
+				checkMonitor(t, r, w, c, cfg, tc.knative)
+			}
 			if !strings.Contains(r.notes, "/user") || !strings.Contains(r.notes, "helm test") {
 				t.Errorf("NOTES.txt does not tell how to reach /user and run helm test:\n%s", r.notes)
 			}
@@ -1188,6 +1200,22 @@ func TestValuesRejected(t *testing.T) {
 		{[]string{"otel.sdkDisabled=yes"}, "/otel/sdkDisabled"},
 		{[]string{"otel.resourceAttributes.team=50%"}, "/otel/resourceAttributes"},
 		{[]string{"otel.resourceAttributes.team=a b"}, "/otel/resourceAttributes"},
+		{[]string{"monitoring.enabled=maybe"}, "/monitoring/enabled"},
+		{[]string{"monitoring.interval=30 seconds"}, "/monitoring/interval"},
+		{[]string{"monitoring.scrapeTimeout=10"}, "/monitoring/scrapeTimeout"},
+		{[]string{"monitoring.serviceMonitor.enabled=true"}, "serviceMonitor"},
+		{[]string{"monitoring.labels.release=1"}, "/monitoring/labels/release"},
+		{[]string{"monitoring.rules.enabled=1"}, "/monitoring/rules/enabled"},
+		{[]string{"monitoring.rules.availability.objective=100"}, "/monitoring/rules/availability/objective"},
+		{[]string{"monitoring.rules.availability.objective=0"}, "/monitoring/rules/availability/objective"},
+		{[]string{"monitoring.rules.latency.list.objective=101"}, "/monitoring/rules/latency/list/objective"},
+		{[]string{"monitoring.rules.latency.create.objective=-1"}, "/monitoring/rules/latency/create/objective"},
+		{[]string{"monitoring.rules.latency.list.thresholdSeconds=0.3"}, "/monitoring/rules/latency/list/thresholdSeconds"},
+		{[]string{"monitoring.rules.latency.create.thresholdSeconds=250ms"}, "/monitoring/rules/latency/create/thresholdSeconds"},
+		{[]string{"monitoring.rules.latency.create.thresholdSeconds=20"}, "/monitoring/rules/latency/create/thresholdSeconds"},
+		{[]string{"monitoring.rules.alertLabels.severity=page"}, "/monitoring/rules/alertLabels"},
+		{[]string{"monitoring.rules.alertLabels.bad-name=x"}, "bad-name"},
+		{[]string{"monitoring.rules.latency.read.objective=99"}, "read"},
 	} {
 		t.Run(strings.Join(tc.sets, ","), func(t *testing.T) {
 			_, err := render(ch, tc.sets)
