@@ -376,7 +376,8 @@ func TestChartContract(t *testing.T) {
 			testPod := checkTestPod(t, r, w, tc.image, img.uid)
 			trig, hasTrigger := checkTrigger(t, r, w)
 			checkNetworkPolicy(t, r, w, c, cfg)
-			if len(r.ofKind(monitoringAPI, "ServiceMonitor"))+len(r.ofKind(monitoringAPI, "PodMonitor")) > 0 {
+			monitored := len(r.ofKind(monitoringAPI, "ServiceMonitor"))+len(r.ofKind(monitoringAPI, "PodMonitor")) > 0
+			if monitored {
 				schemas := crdSchemas(t)
 				for _, o := range r.objects {
 					if o.APIVersion == monitoringAPI {
@@ -412,7 +413,29 @@ func TestChartContract(t *testing.T) {
 			if hasTrigger {
 				deliver(t, base, trig)
 			}
+			if monitored {
+				// Where the monitor scrapes, the binary answers with the
+				// request metrics of what was just sent.
+				scrape := base + "/metrics"
+				if env["METRICS_ADDR"] != "" {
+					scrape = "http://" + env["METRICS_ADDR"] + "/metrics"
+				}
+				checkScrape(t, scrape)
+			}
 		})
+	}
+}
+
+func checkScrape(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx",http_route="/-/ready"`) {
+		t.Errorf("scrape %s = %d, without the readiness probe's request count:\n%.2000s", url, resp.StatusCode, b)
 	}
 }
 
