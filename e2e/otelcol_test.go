@@ -43,6 +43,12 @@ const (
 	ocTraceparent  = "00-" + ocTraceID + "-" + ocParentSpanID + "-01"
 )
 
+// What the test sends: a user by POST /user and one by CloudEvent.
+const (
+	ocUsername, ocEmail     = "otel_user", "otel_user@example.com"
+	ocCEUsername, ocCEEmail = "otel_event", "otel_event@example.com"
+)
+
 // OTLP span kinds as the JSON encoding writes them (an enum number).
 const ocSpanKindServer = 2
 
@@ -117,9 +123,8 @@ service:
 	t.Logf("users answered /-/ready %s after exec", time.Since(t0).Round(time.Millisecond))
 
 	// What the assertions below count: one request per route.
-	const username, email = "otel_user", "otel_user@example.com"
 	code, body := ocDo(t, http.MethodPost, base+"/user", map[string]string{"Content-Type": "application/json"},
-		fmt.Sprintf(`{"username":%q,"email":%q}`, username, email))
+		fmt.Sprintf(`{"username":%q,"email":%q}`, ocUsername, ocEmail))
 	if code != http.StatusCreated {
 		t.Fatalf("POST /user: %d %s, want 201", code, body)
 	}
@@ -137,7 +142,6 @@ service:
 	}
 	// A CloudEvent in binary mode carrying a trace context both ways: the
 	// distributed-tracing extension (ce-traceparent) and the HTTP header.
-	const ceUsername, ceEmail = "otel_event", "otel_event@example.com"
 	code, body = ocDo(t, http.MethodPost, base+"/", map[string]string{
 		"Ce-Specversion": "1.0",
 		"Ce-Id":          "otelcol-1",
@@ -146,7 +150,7 @@ service:
 		"Ce-Traceparent": ocTraceparent,
 		"Traceparent":    ocTraceparent,
 		"Content-Type":   "application/json",
-	}, fmt.Sprintf(`{"username":%q,"email":%q}`, ceUsername, ceEmail))
+	}, fmt.Sprintf(`{"username":%q,"email":%q}`, ocCEUsername, ocCEEmail))
 	if code != http.StatusOK {
 		t.Fatalf("CloudEvent: %d %s, want 200", code, body)
 	}
@@ -155,7 +159,12 @@ service:
 	// the way out; then the collector, which flushes its files.
 	ocStop(t, svc, 30*time.Second)
 	ocStop(t, col, 30*time.Second)
+	ocCheck(t, tracesFile, metricsFile)
+}
 
+// ocCheck asserts what the collector wrote for the requests TestOtelcol
+// sent.
+func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 	traces := ocReadLines(t, tracesFile)
 	metrics := ocReadLines(t, metricsFile)
 	t.Logf("collector wrote %d trace and %d metric export requests", len(traces), len(metrics))
@@ -207,7 +216,7 @@ service:
 				t.Errorf("database span %q has no db.statement: %v", s.Name, s.Attrs)
 			}
 			for k, v := range s.Attrs {
-				if strings.Contains(v, username) || strings.Contains(v, email) {
+				if strings.Contains(v, ocUsername) || strings.Contains(v, ocEmail) {
 					t.Errorf("database span %q attribute %s carries the request's values: %q", s.Name, k, v)
 				}
 			}
@@ -247,7 +256,7 @@ service:
 		t.Logf("CloudEvent span %q kind %d, %d spans in the trace: %v", child.Name, child.Kind, len(inTrace), ocNames(inTrace))
 		for _, s := range ocDescendants(spans, *child) {
 			for k, v := range s.Attrs {
-				if strings.Contains(v, ceUsername) || strings.Contains(v, ceEmail) {
+				if strings.Contains(v, ocCEUsername) || strings.Contains(v, ocCEEmail) {
 					t.Errorf("span %q attribute %s carries the event's values: %q", s.Name, k, v)
 				}
 			}
