@@ -27,6 +27,12 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/example/users/pkg/body"
 	"github.com/example/users/pkg/problem"
@@ -63,19 +69,46 @@ type Creator interface {
 
 // Handler serves CloudEvents.
 type Handler struct {
-	users  Creator
-	logger *slog.Logger
+	users    Creator
+	logger   *slog.Logger
+	tracer   trace.Tracer
+	outcomes map[string]metric.MeasurementOption
+	counter  metric.Int64Counter
 }
 
-// New returns the CloudEvents handler.
-func New(users Creator, logger *slog.Logger) *Handler {
-	return &Handler{users: users, logger: logger}
+// The outcomes of a delivery, as logged and counted.
+const (
+	OutcomeCreated   = "created"   // a user was created
+	OutcomeDuplicate = "duplicate" // a redelivery, answered with the stored reply
+	OutcomeRejected  = "rejected"  // the sender's fault, 4xx: not redelivered
+	OutcomeFailed    = "failed"    // ours, 5xx: redelivered
+)
+
+// New returns the CloudEvents handler. Its spans go to tp (nil: no
+// spans, and the replies carry the sender's trace context on), and
+// users.cloudevents.deliveries counts deliveries by outcome through mp.
+func New(users Creator, logger *slog.Logger, tp trace.TracerProvider, mp metric.MeterProvider) (*Handler, error) {
+	c, err := mp.Meter("github.com/example/users/functions/events").Int64Counter("users.cloudevents.deliveries",
+		metric.WithUnit("{delivery}"), metric.WithDescription("CloudEvents delivered, by outcome."))
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	h := &Handler{users: users, logger: logger, counter: c, outcomes: map[string]metric.MeasurementOption{}}
+	if tp != nil {
+		h.tracer = tp.Tracer("github.com/example/users/functions/events")
+	}
+	for _, o := range []string{OutcomeCreated, OutcomeDuplicate, OutcomeRejected, OutcomeFailed} {
+		h.outcomes[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+	}
+	return h, nil
 }
 
 // ServeHTTP answers 200 with the reply event, or the problem answer gives.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ev, mode, err := decode(ctx, w, r)
+	ctx, span := h.startSpan(ctx, ev)
+	defer span.End()
 	if err != nil {
 		h.fail(ctx, w, ev, mode, err)
 		return
@@ -86,15 +119,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	outcome := "created"
+	outcome := OutcomeCreated
 	if rep.Duplicate {
-		outcome = "duplicate"
+		outcome = OutcomeDuplicate
 	}
+	h.count(ctx, outcome)
+	span.SetAttributes(attribute.String("users.outcome", outcome))
 	h.log(ctx, slog.LevelInfo, ev, mode, outcome, http.StatusOK,
 		slog.Int64("user_id", rep.UserID),
 		slog.String("reply_id", rep.ID))
 
 	reply := Reply(rep)
+	// The reply goes on in the delivery's trace (the CloudEvents
+	// distributed-tracing extension), so what the Broker sends it to next
+	// is a child of this span, or of the sender's without tracing.
+	carry := ctx
+	if h.tracer == nil {
+		carry = propagation.TraceContext{}.Extract(context.Background(), extensions{ev})
+	}
+	propagation.TraceContext{}.Inject(carry, extensions{&reply})
 	// Answer in the mode the event came in; both are valid replies.
 	wctx := binding.WithForceBinary(ctx)
 	if mode == binding.EncodingStructured {
@@ -106,6 +149,57 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log(ctx, slog.LevelWarn, ev, mode, "reply not sent", http.StatusOK,
 			slog.String("error", err.Error()))
 	}
+}
+
+// startSpan starts the delivery's span. Its parent is the trace context
+// the event carries in its traceparent extension, which the sender set
+// and Knative Eventing passes on unchanged; the HTTP request that carried
+// it, a hop of the Broker's, is linked. Without the extension the span is
+// the HTTP request's child.
+func (h *Handler) startSpan(ctx context.Context, ev *event.Event) (context.Context, trace.Span) {
+	if h.tracer == nil {
+		return ctx, noop.Span{}
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	name := "process"
+	if ev != nil {
+		opts = append(opts, trace.WithAttributes(
+			attribute.String("cloudevents.event_id", ev.ID()),
+			attribute.String("cloudevents.event_source", ev.Source()),
+			attribute.String("cloudevents.event_type", ev.Type()),
+			attribute.String("cloudevents.event_spec_version", ev.SpecVersion()),
+		))
+		if ev.Type() == TypeCreate {
+			name = "process " + TypeCreate
+		}
+		if sent := (propagation.TraceContext{}).Extract(context.Background(), extensions{ev}); trace.SpanContextFromContext(sent).IsValid() {
+			if hop := trace.SpanContextFromContext(ctx); hop.IsValid() && !hop.Equal(trace.SpanContextFromContext(sent)) {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: hop}))
+			}
+			ctx = trace.ContextWithRemoteSpanContext(ctx, trace.SpanContextFromContext(sent))
+		}
+	}
+	return h.tracer.Start(ctx, name, opts...)
+}
+
+// extensions carries trace context in an event's extensions.
+type extensions struct{ ev *event.Event }
+
+func (e extensions) Get(key string) string {
+	v, ok := e.ev.Extensions()[key]
+	if !ok {
+		return ""
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func (e extensions) Set(key, value string) { e.ev.SetExtension(key, value) }
+
+func (e extensions) Keys() []string { return []string{"traceparent", "tracestate"} }
+
+func (h *Handler) count(ctx context.Context, outcome string) {
+	h.counter.Add(ctx, 1, h.outcomes[outcome])
 }
 
 // create creates the user a decoded event asks for, exactly once.
@@ -215,10 +309,17 @@ func answer(err error) *problem.Problem {
 // "failed" with the full error.
 func (h *Handler) fail(ctx context.Context, w http.ResponseWriter, ev *event.Event, mode binding.Encoding, err error) {
 	p := answer(err)
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.Int("http.response.status_code", p.Status))
 	if p.Status >= 500 {
-		h.log(ctx, slog.LevelError, ev, mode, "failed", p.Status, slog.String("error", err.Error()))
+		h.count(ctx, OutcomeFailed)
+		span.SetAttributes(attribute.String("users.outcome", OutcomeFailed))
+		span.SetStatus(codes.Error, err.Error())
+		h.log(ctx, slog.LevelError, ev, mode, OutcomeFailed, p.Status, slog.String("error", err.Error()))
 	} else {
-		h.log(ctx, slog.LevelInfo, ev, mode, "rejected", p.Status, slog.String("reason", p.Detail))
+		h.count(ctx, OutcomeRejected)
+		span.SetAttributes(attribute.String("users.outcome", OutcomeRejected))
+		h.log(ctx, slog.LevelInfo, ev, mode, OutcomeRejected, p.Status, slog.String("reason", p.Detail))
 	}
 	problem.Write(w, p)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/uptrace/bun"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/example/users/functions/events"
 	"github.com/example/users/internal/testenv"
@@ -567,7 +568,12 @@ func TestDatabaseUnavailable(t *testing.T) {
 			cfg := testenv.Unreachable(t)
 			db := store.Open(cfg.Options(), "events-test")
 			defer db.Close()
-			srv := httptest.NewServer(events.New(store.New(db, cfg.QueryTimeout), slog.New(slog.NewJSONHandler(logs, nil))))
+			h, err := events.New(store.New(db, cfg.QueryTimeout), slog.New(slog.NewJSONHandler(logs, nil)),
+				nil, noopmetric.NewMeterProvider())
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
 			defer srv.Close()
 
 			e := createEvent(t, "down", `{"username":"jack","email":"jack@example.com"}`)

@@ -7,14 +7,23 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/extra/bunotel"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/example/users/functions/create"
 	"github.com/example/users/functions/events"
@@ -27,10 +36,16 @@ import (
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/server"
 	"github.com/example/users/pkg/store"
+	"github.com/example/users/pkg/telemetry"
 )
 
 // Function is the composed service.
 type Function struct {
+	// Version is the service.version of its telemetry. New sets it from
+	// the build information; the binary sets its stamped version before
+	// Start.
+	Version string
+
 	logger *slog.Logger
 	level  *slog.LevelVar
 
@@ -41,15 +56,36 @@ type Function struct {
 	db      *bun.DB
 	checker *health.Checker
 	router  *server.Router
+	tel     *telemetry.Telemetry
+	side    []*http.Server // METRICS_ADDR's and DEBUG_ADDR's
 }
 
 // New returns a Function that logs JSON to w. It serves 503 until Start.
 func New(w io.Writer) *Function {
 	level := new(slog.LevelVar)
 	return &Function{
-		logger: slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})),
-		level:  level,
+		Version: buildVersion(),
+		logger:  slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))),
+		level:   level,
 	}
+}
+
+// buildVersion is the main module's version as the go command recorded
+// it: a tag for `go install ...@v1.2.3`, else the VCS revision.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return "dev"
 }
 
 // Logger is the Function's logger.
@@ -67,7 +103,14 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 
 // StartConfig builds the service from cfg. It does not wait for the
 // database: readiness reports it, and requests get 503 until it answers.
-func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
+func (f *Function) StartConfig(ctx context.Context, cfg config.Config) error {
+	return f.StartTelemetry(ctx, cfg, telemetry.Options{})
+}
+
+// StartTelemetry is StartConfig with extra telemetry options, such as a
+// test's in-memory span processor or metric reader, added to the ones cfg
+// gives.
+func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra telemetry.Options) (err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db != nil {
@@ -75,10 +118,35 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	}
 	f.level.Set(cfg.LogLevel)
 
+	topts, err := cfg.Telemetry.Options(f.Version)
+	if err != nil {
+		return err
+	}
+	topts.SpanProcessor, topts.Readers = extra.SpanProcessor, extra.Readers
+	tel, err := telemetry.New(ctx, topts)
+	if err != nil {
+		return err
+	}
 	db := store.Open(cfg.Database.Options(), "users")
+	var side []*http.Server
+	defer func() {
+		if err != nil {
+			for _, s := range side {
+				_ = s.Close()
+			}
+			err = errors.Join(err, db.Close(), tel.Shutdown(context.WithoutCancel(ctx)))
+		}
+	}()
+	if tel.Tracing {
+		// Spans for the statements only when they are recorded: bun runs
+		// hooks on every query, and this one walks the stack for the caller.
+		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithTracerProvider(tel.TracerProvider)))
+	}
+	if err := telemetry.ObserveDB(tel.MeterProvider, db.DB); err != nil {
+		return err
+	}
 	runner, err := migrations.New(db)
 	if err != nil {
-		_ = db.Close()
 		return err
 	}
 	users := store.New(db, cfg.Database.QueryTimeout)
@@ -92,12 +160,49 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	if f.drained.Load() {
 		checker.Drain()
 	}
+	if err := telemetry.ObserveReady(tel.MeterProvider, func(ctx context.Context) bool { return checker.Check(ctx) == nil }); err != nil {
+		return err
+	}
+	metrics, err := server.NewMetrics(tel.MeterProvider)
+	if err != nil {
+		return err
+	}
+	var tp trace.TracerProvider
+	if tel.Tracing {
+		tp = tel.TracerProvider
+	}
+	ev, err := events.New(users, f.logger, tp, tel.MeterProvider)
+	if err != nil {
+		return err
+	}
 
 	rt := server.NewRouter()
 	rt.Handle(http.MethodGet, "/user", list.New(users, f.logger))
 	rt.Handle(http.MethodPost, "/user", create.New(users, f.logger))
 	rt.Handle(http.MethodGet, "/user/{id}", get.New(users, f.logger))
-	rt.Handle(http.MethodPost, "/{$}", events.New(users, f.logger))
+	rt.Handle(http.MethodPost, "/{$}", ev)
+	if cfg.Telemetry.MetricsAddr == "" {
+		rt.Handle(http.MethodGet, MetricsPath, tel.Metrics)
+	} else {
+		s, err := f.listen(cfg.Telemetry.MetricsAddr, "metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != MetricsPath {
+				http.NotFound(w, r)
+				return
+			}
+			tel.Metrics.ServeHTTP(w, r)
+		}))
+		if err != nil {
+			return err
+		}
+		side = append(side, s)
+	}
+	if cfg.Telemetry.DebugAddr != "" {
+		s, err := f.listen(debugAddr(cfg.Telemetry.DebugAddr), "debug", pprofHandler())
+		if err != nil {
+			return err
+		}
+		side = append(side, s)
+	}
 	live, ready := probes.Liveness(), probes.Readiness(checker)
 	for _, p := range LivenessPaths() {
 		rt.Handle(http.MethodGet, p, live)
@@ -105,12 +210,73 @@ func (f *Function) StartConfig(_ context.Context, cfg config.Config) error {
 	for _, p := range ReadinessPaths() {
 		rt.Handle(http.MethodGet, p, ready)
 	}
-	h := server.Middleware(rt, f.logger, cfg.HTTP.RequestTimeout)
+	h := server.Middleware(rt, f.logger, cfg.HTTP.RequestTimeout, metrics)
+	if tel.Tracing {
+		h = otelhttp.NewHandler(h, "users",
+			otelhttp.WithTracerProvider(tel.TracerProvider),
+			otelhttp.WithPropagators(tel.Propagator),
+			// Middleware records the metrics, with bounded labels.
+			otelhttp.WithMeterProvider(noopmetric.NewMeterProvider()),
+			// Renamed after the route once routed; until then the
+			// conventions' name for a request without one.
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
+			// Probes come every few seconds from several sources; their
+			// traces would bury the requests'. They are still counted.
+			otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
+		)
+	}
 
-	f.db, f.checker, f.router = db, checker, rt
+	f.db, f.checker, f.router, f.tel, f.side = db, checker, rt, tel, side
 	f.handler.Store(&h)
-	f.logger.Info("started", slog.Any("database", cfg.Database))
+	f.logger.Info("started", slog.Any("database", cfg.Database),
+		slog.Bool("tracing", tel.Tracing), slog.Bool("metrics_push", topts.PushMetrics))
 	return nil
+}
+
+// MetricsPath is where the Prometheus metrics are served.
+const MetricsPath = "/metrics"
+
+func isProbe(path string) bool {
+	return slices.Contains(LivenessPaths(), path) || slices.Contains(ReadinessPaths(), path)
+}
+
+// listen serves h on addr in the background until Stop.
+func (f *Function) listen(addr, what string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: %s listener: %w", what, err)
+	}
+	s := server.New(h, f.logger)
+	go func() {
+		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			f.logger.Error(what+" listener failed", slog.String("error", err.Error()))
+		}
+	}()
+	f.logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("for", what))
+	return s, nil
+}
+
+// debugAddr binds a bare port to loopback: profiles show the service's
+// internals and cost CPU, so reaching them takes kubectl port-forward.
+func debugAddr(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// pprofHandler serves net/http/pprof's pages on a mux of its own; the
+// package's init registers them on http.DefaultServeMux, which nothing
+// here serves.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // readinessTTL is how long a readiness answer is reused. With the 1 s
@@ -171,8 +337,9 @@ func (f *Function) Drain() {
 	}
 }
 
-// Stop drains and closes the database pool.
-func (f *Function) Stop(context.Context) error {
+// Stop drains, closes the database pool and the side listeners, and
+// flushes the telemetry.
+func (f *Function) Stop(ctx context.Context) error {
 	f.Drain()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -180,6 +347,13 @@ func (f *Function) Stop(context.Context) error {
 		return nil
 	}
 	err := f.db.Close()
+	for _, s := range f.side {
+		err = errors.Join(err, s.Close())
+	}
+	// Spans still buffered go out now; a stopping pod has little time.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err = errors.Join(err, f.tel.Shutdown(sctx))
 	f.logger.Info("stopped")
 	return err
 }

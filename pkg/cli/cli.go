@@ -102,6 +102,7 @@ func serve(ctx context.Context, version string, environ map[string]string, stder
 		return exitConfig
 	}
 	fn := app.New(stderr)
+	fn.Version = version
 	logger := fn.Logger().With(slog.String("version", version))
 	if err := fn.StartConfig(ctx, cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))

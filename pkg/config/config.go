@@ -21,7 +21,10 @@ import (
 
 	"github.com/caarlos0/env/v10"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/example/users/pkg/store"
+	"github.com/example/users/pkg/telemetry"
 )
 
 // SSL modes the service understands. "prefer" and "allow" are left out on
@@ -208,6 +211,45 @@ func (t Telemetry) Resource() (map[string]string, error) {
 		m[k] = dv
 	}
 	return m, nil
+}
+
+// Options are the telemetry options for t, for a build of version.
+func (t Telemetry) Options(version string) (telemetry.Options, error) {
+	attrs, err := t.Resource()
+	if err != nil {
+		return telemetry.Options{}, err
+	}
+	for k, v := range map[string]string{
+		"faas.name": t.KnativeService, "faas.version": t.KnativeRevision,
+		"knative.configuration.name": t.KnativeConfiguration, "knative.revision.name": t.KnativeRevision,
+	} {
+		if v != "" {
+			attrs[k] = v
+		}
+	}
+	ratio, err := t.SamplerRatio()
+	if err != nil {
+		return telemetry.Options{}, err
+	}
+	var s sdktrace.Sampler
+	switch t.Sampler {
+	case "always_on":
+		s = sdktrace.AlwaysSample()
+	case "always_off":
+		s = sdktrace.NeverSample()
+	case "traceidratio":
+		s = sdktrace.TraceIDRatioBased(ratio)
+	case "parentbased_always_off":
+		s = sdktrace.ParentBased(sdktrace.NeverSample())
+	case "parentbased_traceidratio":
+		s = sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
+	default:
+		s = sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
+	return telemetry.Options{
+		ServiceName: t.ServiceName, Version: version, Attributes: attrs,
+		Trace: t.Tracing(), Sampler: s, PushMetrics: t.MetricsPush(),
+	}, nil
 }
 
 // Problem is what is wrong with one variable.

@@ -8,14 +8,19 @@ import (
 	"strings"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/requestid"
 )
 
 // Middleware wraps h with, from the outside in: request ids, one access
-// log line per request, panic recovery and a deadline on the request's
-// context.
-func Middleware(h http.Handler, logger *slog.Logger, timeout time.Duration) http.Handler {
+// log line per request and its metrics (when m is not nil), panic
+// recovery and a deadline on the request's context. When a Router routes
+// the request, the span in the request's context (otelhttp's server span,
+// if tracing is on) is renamed after the route that matched.
+func Middleware(h http.Handler, logger *slog.Logger, timeout time.Duration, m *Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(requestid.Header)
@@ -31,7 +36,7 @@ func Middleware(h http.Handler, logger *slog.Logger, timeout time.Duration) http
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
-					logAccess(logger, r, rec, start, id)
+					finish(logger, m, r, rec, start, id)
 					panic(v)
 				}
 				logger.LogAttrs(ctx, slog.LevelError, "panic",
@@ -42,36 +47,47 @@ func Middleware(h http.Handler, logger *slog.Logger, timeout time.Duration) http
 					problem.Write(rec, problem.New(http.StatusInternalServerError, "internal error"))
 				}
 			}
-			logAccess(logger, r, rec, start, id)
+			finish(logger, m, r, rec, start, id)
 		}()
 		h.ServeHTTP(rec, r)
 	})
 }
 
-func logAccess(logger *slog.Logger, r *http.Request, rec *recorder, start time.Time, id string) {
+// finish logs the request, records its metrics and names its span.
+func finish(logger *slog.Logger, m *Metrics, r *http.Request, rec *recorder, start time.Time, id string) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	elapsed := time.Since(start)
+	if m != nil {
+		m.record(r.Context(), r.Method, rec.route, status, elapsed)
+	}
+	if span := trace.SpanFromContext(r.Context()); rec.route != "" && span.IsRecording() {
+		span.SetName(r.Method + " " + rec.route)
+		span.SetAttributes(semconv.HTTPRoute(rec.route))
+	}
 	level := slog.LevelInfo
 	// Probes arrive every few seconds from several sources; at info they
 	// would drown the log.
 	if strings.HasPrefix(r.URL.Path, "/-/") || strings.HasPrefix(r.URL.Path, "/health/") {
 		level = slog.LevelDebug
 	}
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
 	logger.LogAttrs(r.Context(), level, "request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		slog.String("request_id", id),
 	)
 }
 
-// recorder remembers the status and size of a response.
+// recorder remembers the status and size of a response, and the route
+// pattern a Router matched.
 type recorder struct {
 	http.ResponseWriter
+	route  string
 	status int
 	bytes  int64
 	wrote  bool

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+)
+
+// Metrics records the requests Middleware serves: count and duration by
+// route pattern, method and status class (http.server.request.duration).
+// Every label is bounded: the route is the pattern that matched, never
+// the path; an unknown method counts as _OTHER, as the HTTP conventions
+// say; the status is its class.
+type Metrics struct {
+	duration metric.Float64Histogram
+	// sets caches one attribute set per label combination, so a request
+	// costs a map read, not a set built and sorted.
+	sets sync.Map // labels -> metric.MeasurementOption
+}
+
+type labels struct {
+	method, route string
+	class         int
+}
+
+// NewMetrics returns the request metrics recorded through mp.
+func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
+	h, err := mp.Meter("github.com/example/users/pkg/server").Float64Histogram("http.server.request.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of HTTP server requests."))
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	return &Metrics{duration: h}, nil
+}
+
+func (m *Metrics) record(ctx context.Context, method, route string, status int, d time.Duration) {
+	l := labels{method: knownMethod(method), route: route, class: status / 100}
+	opt, ok := m.sets.Load(l)
+	if !ok {
+		kv := []attribute.KeyValue{
+			semconv.HTTPRequestMethodKey.String(l.method),
+			attribute.String("http.response.status_class", strconv.Itoa(l.class)+"xx"),
+		}
+		if route != "" {
+			kv = append(kv, semconv.HTTPRoute(route))
+		}
+		opt, _ = m.sets.LoadOrStore(l, metric.WithAttributeSet(attribute.NewSet(kv...)))
+	}
+	m.duration.Record(ctx, d.Seconds(), opt.(metric.MeasurementOption))
+}
+
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
+}
