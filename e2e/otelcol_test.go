@@ -36,18 +36,28 @@ import (
 	"github.com/example/users/internal/testenv"
 )
 
-// The CloudEvent's W3C trace context: the service must continue this trace.
-const (
-	ocTraceID      = "4bf92f3577b34da6a3ce929d0e0e4736"
-	ocParentSpanID = "00f067aa0ba902b7"
-	ocTraceparent  = "00-" + ocTraceID + "-" + ocParentSpanID + "-01"
-)
+// What the test sends: a user by POST /user, and two by CloudEvents in
+// binary mode, each with a W3C trace context the service must continue:
+// the first carries it both as the distributed-tracing extension
+// (ce-traceparent) and as the HTTP traceparent header, the second only as
+// the extension.
+const ocUsername, ocEmail = "otel_user", "otel_user@example.com"
 
-// What the test sends: a user by POST /user and one by CloudEvent.
-const (
-	ocUsername, ocEmail     = "otel_user", "otel_user@example.com"
-	ocCEUsername, ocCEEmail = "otel_event", "otel_event@example.com"
-)
+type ocEvent struct {
+	id, username, email, traceID, parentSpanID string
+	header                                     bool // also as the HTTP traceparent header
+}
+
+func (e ocEvent) traceparent() string { return "00-" + e.traceID + "-" + e.parentSpanID + "-01" }
+
+var ocEvents = []ocEvent{
+	{"otelcol-1", "otel_event", "otel_event@example.com", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", true},
+	{"otelcol-2", "otel_event2", "otel_event2@example.com", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", false},
+}
+
+// ocEventRoute is the route the service reports for CloudEvents: the
+// ServeMux pattern it routes them by (pkg/app), "/{$}" for exactly "/".
+const ocEventRoute = "/{$}"
 
 // OTLP span kinds as the JSON encoding writes them (an enum number).
 const ocSpanKindServer = 2
@@ -140,26 +150,58 @@ service:
 	if code, body := ocDo(t, http.MethodGet, base+"/user", nil, ""); code != http.StatusOK {
 		t.Fatalf("GET /user: %d %s, want 200", code, body)
 	}
-	// A CloudEvent in binary mode carrying a trace context both ways: the
-	// distributed-tracing extension (ce-traceparent) and the HTTP header.
-	code, body = ocDo(t, http.MethodPost, base+"/", map[string]string{
-		"Ce-Specversion": "1.0",
-		"Ce-Id":          "otelcol-1",
-		"Ce-Source":      "/tests/otelcol",
-		"Ce-Type":        "com.example.user.create",
-		"Ce-Traceparent": ocTraceparent,
-		"Traceparent":    ocTraceparent,
-		"Content-Type":   "application/json",
-	}, fmt.Sprintf(`{"username":%q,"email":%q}`, ocCEUsername, ocCEEmail))
-	if code != http.StatusOK {
-		t.Fatalf("CloudEvent: %d %s, want 200", code, body)
+	for _, e := range ocEvents {
+		h := map[string]string{
+			"Ce-Specversion": "1.0",
+			"Ce-Id":          e.id,
+			"Ce-Source":      "/tests/otelcol",
+			"Ce-Type":        "com.example.user.create",
+			"Ce-Traceparent": e.traceparent(),
+			"Content-Type":   "application/json",
+		}
+		if e.header {
+			h["Traceparent"] = e.traceparent()
+		}
+		code, body := ocDo(t, http.MethodPost, base+"/", h, fmt.Sprintf(`{"username":%q,"email":%q}`, e.username, e.email))
+		if code != http.StatusOK {
+			t.Fatalf("CloudEvent %s: %d %s, want 200", e.id, code, body)
+		}
 	}
+
+	// OTEL_METRIC_EXPORT_INTERVAL=1000: a periodic export reaches the file
+	// (the file exporter flushes every second) well before shutdown.
+	t0 = time.Now()
+	for ocCountLines(metricsFile) == 0 {
+		if time.Since(t0) > 15*time.Second {
+			t.Fatalf("no periodic metrics export within %s of the requests", time.Since(t0).Round(time.Millisecond))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("first periodic metrics export on file %s after the requests", time.Since(t0).Round(time.Millisecond))
 
 	// SIGTERM: the service flushes its spans and a last metrics export on
 	// the way out; then the collector, which flushes its files.
 	ocStop(t, svc, 30*time.Second)
 	ocStop(t, col, 30*time.Second)
+	if n := ocCountLines(metricsFile); n < 2 {
+		t.Errorf("%d metrics export requests, want a periodic one and the one at shutdown", n)
+	}
 	ocCheck(t, tracesFile, metricsFile)
+}
+
+// ocCountLines counts the non-empty lines in path, 0 if it is missing.
+func ocCountLines(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // ocCheck asserts what the collector wrote for the requests TestOtelcol
@@ -234,34 +276,36 @@ func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 		t.Errorf("no SERVER span named GET /user/{id}; span names: %v", ocNames(spans))
 	})
 
-	t.Run("CloudEvent span continues the traceparent", func(t *testing.T) {
-		var inTrace []ocSpan
-		for _, s := range spans {
-			if s.TraceID == ocTraceID {
-				inTrace = append(inTrace, s)
-			}
-		}
-		if len(inTrace) == 0 {
-			t.Fatalf("no span in trace %s; traces seen: %v", ocTraceID, ocTraceIDs(spans))
-		}
-		var child *ocSpan
-		for i, s := range inTrace {
-			if s.ParentSpanID == ocParentSpanID {
-				child = &inTrace[i]
-			}
-		}
-		if child == nil {
-			t.Fatalf("no span in trace %s has parent %s: %v", ocTraceID, ocParentSpanID, inTrace)
-		}
-		t.Logf("CloudEvent span %q kind %d, %d spans in the trace: %v", child.Name, child.Kind, len(inTrace), ocNames(inTrace))
-		for _, s := range ocDescendants(spans, *child) {
-			for k, v := range s.Attrs {
-				if strings.Contains(v, ocCEUsername) || strings.Contains(v, ocCEEmail) {
-					t.Errorf("span %q attribute %s carries the event's values: %q", s.Name, k, v)
+	for _, e := range ocEvents {
+		t.Run("CloudEvent "+e.id+" continues its traceparent", func(t *testing.T) {
+			var inTrace, children []ocSpan
+			for _, s := range spans {
+				if s.TraceID == e.traceID {
+					inTrace = append(inTrace, s)
+					if s.ParentSpanID == e.parentSpanID {
+						children = append(children, s)
+					}
 				}
 			}
-		}
-	})
+			if len(inTrace) == 0 {
+				t.Fatalf("no span in trace %s; traces seen: %v", e.traceID, ocTraceIDs(spans))
+			}
+			if len(children) == 0 {
+				t.Fatalf("no span in trace %s has parent %s: %v", e.traceID, e.parentSpanID, inTrace)
+			}
+			for _, c := range children {
+				t.Logf("child of the traceparent: %q kind %d", c.Name, c.Kind)
+				for _, s := range append(ocDescendants(spans, c), c) {
+					for k, v := range s.Attrs {
+						if strings.Contains(v, e.username) || strings.Contains(v, e.email) {
+							t.Errorf("span %q attribute %s carries the event's values: %q", s.Name, k, v)
+						}
+					}
+				}
+			}
+			t.Logf("%d spans in trace %s: %v", len(inTrace), e.traceID, ocNames(inTrace))
+		})
+	}
 
 	t.Run("metrics", func(t *testing.T) {
 		names := map[string]bool{}
@@ -289,7 +333,6 @@ func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 			{"POST", "/user", "2xx"},
 			{"GET", "/user/{id}", "2xx"},
 			{"GET", "/user", "2xx"},
-			{"POST", "/", "2xx"},
 		} {
 			n, ok := ocTotal(points, "http.server.request.duration", map[string]string{
 				"http.request.method":        want.method,
@@ -299,6 +342,14 @@ func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 			if !ok || n != 1 {
 				t.Errorf("http.server.request.duration count for %s %s %s = %v (found: %v), want 1", want.method, want.route, want.class, n, ok)
 			}
+		}
+		n, ok := ocTotal(points, "http.server.request.duration", map[string]string{
+			"http.request.method":        "POST",
+			"http.route":                 ocEventRoute,
+			"http.response.status_class": "2xx",
+		})
+		if !ok || n != float64(len(ocEvents)) {
+			t.Errorf("http.server.request.duration count for POST %s 2xx = %v (found: %v), want %d", ocEventRoute, n, ok, len(ocEvents))
 		}
 		for _, p := range points {
 			if p.Metric == "http.server.request.duration" && p.Kind != "histogram" {
@@ -313,8 +364,8 @@ func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 			}
 			deliveries += p.Value
 		}
-		if deliveries != 1 {
-			t.Errorf("users.cloudevents.deliveries total = %v, want 1", deliveries)
+		if deliveries != float64(len(ocEvents)) {
+			t.Errorf("users.cloudevents.deliveries total = %v, want %d", deliveries, len(ocEvents))
 		}
 	})
 }
