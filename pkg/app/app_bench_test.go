@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
+	"github.com/example/users/pkg/telemetry"
 )
 
 // The benchmarks drive the composed handler (middleware, router, handler,
@@ -53,10 +56,15 @@ func (w *benchWriter) reset() {
 }
 
 func benchApp(b *testing.B) (*app.Function, *bun.DB) {
+	return benchAppTelemetry(b, telemetry.Options{})
+}
+
+// benchAppTelemetry is benchApp with extra telemetry options.
+func benchAppTelemetry(b *testing.B, extra telemetry.Options) (*app.Function, *bun.DB) {
 	b.Helper()
 	db, cfg := testenv.DB(b)
 	fn := app.New(io.Discard)
-	if err := fn.StartConfig(context.Background(), testenv.Config(b, cfg)); err != nil {
+	if err := fn.StartTelemetry(context.Background(), testenv.Config(b, cfg), extra); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = fn.Stop(context.Background()) })
@@ -138,6 +146,28 @@ func BenchmarkListPage(b *testing.B) {
 
 func BenchmarkCreate(b *testing.B) {
 	fn, _ := benchApp(b)
+	benchCreate(b, fn)
+}
+
+// BenchmarkTraced is BenchmarkList (100 users) and BenchmarkCreate with
+// every request traced (sampler ratio 1.0) through the batch span
+// processor production uses; the exporter drops the batches, so the
+// figures hold the cost of making the spans, not of sending them.
+func BenchmarkTraced(b *testing.B) {
+	traced := func(b *testing.B) *app.Function {
+		fn, db := benchAppTelemetry(b, telemetry.Options{
+			SpanProcessor: sdktrace.NewBatchSpanProcessor(tracetest.NewNoopExporter())})
+		benchSeed(b, db, 100)
+		return fn
+	}
+	b.Run("list", func(b *testing.B) {
+		benchServe(b, traced(b), http.StatusOK, benchGET("/user"))
+	})
+	b.Run("create", func(b *testing.B) { benchCreate(b, traced(b)) })
+}
+
+func benchCreate(b *testing.B, fn *app.Function) {
+	b.Helper()
 	benchServe(b, fn, http.StatusCreated, func(i int) *http.Request {
 		s := strconv.Itoa(i + 1) // i is -1 for the warm-up
 		// http.NewRequest rather than httptest.NewRequest, which parses
