@@ -109,7 +109,14 @@ service:
 	// The service, migrated first, exporting to it.
 	bin := testenv.Binary(t)
 	db := pgtest.New(t)
-	env := os.Environ()
+	// The test's own environment, less any OTEL_* setting of the caller's
+	// (OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER=none, … would defeat it).
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
 	for k, v := range pgtest.Env(db) {
 		env = append(env, k+"="+v)
 	}
