@@ -165,6 +165,74 @@ Args: dict "root" $ "drainDelaySeconds" n.
 {{- end }}
 
 {{/*
+Telemetry environment of the web containers only (the Job and the test Pod
+export nothing). Every variable is set only when its value is not empty, so
+the binary's defaults stay the defaults. METRICS_ADDR only in plain mode:
+Knative allows one container port, so /metrics shares it there.
+Args: dict "root" $ "metricsPort" n (0: none).
+*/}}
+{{- define "users.telemetryEnv" -}}
+{{- $v := .root.Values -}}
+{{- $o := $v.otel -}}
+{{- if .metricsPort }}
+- name: METRICS_ADDR
+  value: ":{{ .metricsPort }}"
+{{- end }}
+{{- with $v.app.debugAddr }}
+- name: DEBUG_ADDR
+  value: {{ . | quote }}
+{{- end }}
+{{- if $o.sdkDisabled }}
+- name: OTEL_SDK_DISABLED
+  value: "true"
+{{- end }}
+{{- $vars := dict
+  "OTEL_SERVICE_NAME" $o.serviceName
+  "OTEL_EXPORTER_OTLP_ENDPOINT" $o.endpoint
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" $o.tracesEndpoint
+  "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" $o.metricsEndpoint
+  "OTEL_TRACES_EXPORTER" $o.tracesExporter
+  "OTEL_METRICS_EXPORTER" $o.metricsExporter
+  "OTEL_TRACES_SAMPLER" $o.sampler
+  "OTEL_TRACES_SAMPLER_ARG" (toString $o.samplerArg) }}
+{{- range $name, $value := $vars }}
+{{- if $value }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- /* The namespace is known here; the pod name would need the downward
+  API (valueFrom), which the chart does not use for the binary's variables. */}}
+{{- $attrs := merge (deepCopy $o.resourceAttributes) (dict "k8s.namespace.name" .root.Release.Namespace) }}
+{{- $pairs := list }}
+{{- range $k, $val := $attrs }}
+{{- $pairs = append $pairs (printf "%s=%s" $k (toString $val)) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+
+{{/*
+The port that serves /metrics in plain mode: 0 (the API port) or
+plain.metrics.port; Knative mode always 0.
+*/}}
+{{- define "users.metricsPort" -}}
+{{- if .Values.knative.enabled }}0{{ else }}{{ .Values.plain.metrics.port | int }}{{ end }}
+{{- end }}
+
+{{/*
+Labels on the Prometheus Operator objects: the chart's, then
+monitoring.labels (which an operator's selector usually matches).
+*/}}
+{{- define "users.monitoringLabels" -}}
+{{ include "users.labels" . }}
+app.kubernetes.io/component: web
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 What the image fixes, in one place: the uid it runs as (the Dockerfile's
 USER), the port `users serve` listens on (its PORT default, which Knative
 also sets) and the probe paths the binary serves.
@@ -172,6 +240,7 @@ also sets) and the probe paths the binary serves.
 {{- define "users.uid" -}}65532{{- end }}
 {{- define "users.port" -}}8080{{- end }}
 {{- define "users.readinessPath" -}}/-/ready{{- end }}
+{{- define "users.metricsPath" -}}/metrics{{- end }}
 {{- define "users.livenessPath" -}}/-/healthy{{- end }}
 
 {{/*
@@ -253,5 +322,8 @@ Checks across values that the schema cannot express.
 {{- $m := .Values.migrations }}
 {{- if and $m.enabled (le (int $m.activeDeadlineSeconds) (int $m.timeoutSeconds)) }}
 {{- fail (printf "migrations.activeDeadlineSeconds (%v) must exceed migrations.timeoutSeconds (%v)" $m.activeDeadlineSeconds $m.timeoutSeconds) }}
+{{- end }}
+{{- if eq (int .Values.plain.metrics.port) (include "users.port" . | int) }}
+{{- fail (printf "plain.metrics.port (%v) must not be the API port; 0 serves /metrics there" .Values.plain.metrics.port) }}
 {{- end }}
 {{- end }}

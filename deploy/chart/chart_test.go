@@ -296,6 +296,30 @@ func cases() []chartCase {
 			},
 			image: "localhost:5000/users@" + digest,
 		},
+		{
+			name: "plain observability",
+			sets: []string{
+				"knative.enabled=false", "plain.metrics.port=9090", "app.debugAddr=:6060",
+				"networkPolicy.enabled=true", "otel.endpoint=http://otel-collector.observability:4318",
+				"monitoring.enabled=true", "monitoring.rules.enabled=true",
+				"monitoring.labels.release=kube-prometheus-stack",
+			},
+			image: "registry.gitlab.com/example/users:0.1.0",
+		},
+		{
+			name:    "knative observability",
+			knative: true,
+			sets: []string{
+				"networkPolicy.enabled=true", "otel.sdkDisabled=false",
+				"monitoring.enabled=true", "monitoring.rules.enabled=true",
+				"otel.serviceName=users-api", "otel.endpoint=http://otel-collector.observability:4318",
+				"otel.tracesEndpoint=http://tempo.observability:4318/v1/traces",
+				"otel.metricsExporter=none", "otel.tracesExporter=otlp",
+				"otel.sampler=parentbased_traceidratio", "otel.samplerArg=0.25",
+				`otel.resourceAttributes.deployment\.environment\.name=staging`,
+			},
+			image: "registry.gitlab.com/example/users:0.1.0",
+		},
 	}
 }
 
@@ -332,6 +356,7 @@ func TestChartContract(t *testing.T) {
 			cfg := loadConfig(t, webEnv)
 
 			checkPorts(t, c, cfg, tc.knative)
+			checkTelemetry(t, c, cfg, tc.knative)
 			if c.Ports[0].ContainerPort != img.port {
 				t.Errorf("containerPort %d, but the image EXPOSEs %d", c.Ports[0].ContainerPort, img.port)
 			}
@@ -351,6 +376,16 @@ func TestChartContract(t *testing.T) {
 			testPod := checkTestPod(t, r, w, tc.image, img.uid)
 			trig, hasTrigger := checkTrigger(t, r, w)
 			checkNetworkPolicy(t, r, w, c, cfg)
+			monitored := len(r.ofKind(monitoringAPI, "ServiceMonitor"))+len(r.ofKind(monitoringAPI, "PodMonitor")) > 0
+			if monitored {
+				schemas := crdSchemas(t)
+				for _, o := range r.objects {
+					if o.APIVersion == monitoringAPI {
+						validateCRD(t, schemas, o)
+					}
+				}
+				checkMonitor(t, r, w, c, cfg, tc.knative)
+			}
 			if !strings.Contains(r.notes, "/user") || !strings.Contains(r.notes, "helm test") {
 				t.Errorf("NOTES.txt does not tell how to reach /user and run helm test:\n%s", r.notes)
 			}
@@ -378,7 +413,29 @@ func TestChartContract(t *testing.T) {
 			if hasTrigger {
 				deliver(t, base, trig)
 			}
+			if monitored {
+				// Where the monitor scrapes, the binary answers with the
+				// request metrics of what was just sent.
+				scrape := base + "/metrics"
+				if env["METRICS_ADDR"] != "" {
+					scrape = "http://" + env["METRICS_ADDR"] + "/metrics"
+				}
+				checkScrape(t, scrape)
+			}
 		})
+	}
+}
+
+func checkScrape(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_class="2xx",http_route="/-/ready"`) {
+		t.Errorf("scrape %s = %d, without the readiness probe's request count:\n%.2000s", url, resp.StatusCode, b)
 	}
 }
 
@@ -416,8 +473,9 @@ func webWorkload(t *testing.T, r rendering, knative bool) workload {
 		t.Fatalf("plain mode renders %d Services, want 1", len(svcs))
 	}
 	svc := decode[corev1.Service](t, svcs[0])
-	if len(svc.Spec.Ports) != 1 {
-		t.Fatalf("Service has %d ports, want 1", len(svc.Spec.Ports))
+	// The API's port, and with plain.metrics.port one named metrics.
+	if n := len(svc.Spec.Ports); n != 1 && (n != 2 || svc.Spec.Ports[1].Name != "metrics") {
+		t.Fatalf("Service has ports %+v, want the API's and at most one named metrics", svc.Spec.Ports)
 	}
 	return workload{pod: d.Spec.Template.Spec, labels: d.Spec.Template.Labels, annotations: d.Spec.Template.Annotations,
 		serviceAPIVersion: "v1", serviceName: svc.Name, servicePort: int(svc.Spec.Ports[0].Port)}
@@ -546,8 +604,23 @@ func passwordFile(t *testing.T, password string) string {
 
 func checkPorts(t *testing.T, c corev1.Container, cfg config.Config, knative bool) {
 	t.Helper()
-	if len(c.Ports) != 1 {
-		t.Fatalf("web container has %d ports, want 1", len(c.Ports))
+	// Knative allows one port. A plain pod may add one named metrics, the
+	// port METRICS_ADDR moves /metrics to.
+	switch {
+	case len(c.Ports) == 1:
+		if cfg.Telemetry.MetricsAddr != "" {
+			t.Errorf("METRICS_ADDR %q, but the container declares no metrics port", cfg.Telemetry.MetricsAddr)
+		}
+	case len(c.Ports) == 2 && !knative && c.Ports[1].Name == "metrics":
+		_, port, err := net.SplitHostPort(cfg.Telemetry.MetricsAddr)
+		if err != nil || port != strconv.Itoa(int(c.Ports[1].ContainerPort)) {
+			t.Errorf("container port metrics is %d, but METRICS_ADDR is %q", c.Ports[1].ContainerPort, cfg.Telemetry.MetricsAddr)
+		}
+		if c.Ports[1].ContainerPort == c.Ports[0].ContainerPort {
+			t.Errorf("the metrics port is the API port %d", c.Ports[0].ContainerPort)
+		}
+	default:
+		t.Fatalf("web container has ports %+v, want the API's (and in plain mode one named metrics)", c.Ports)
 	}
 	p := c.Ports[0]
 	// The chart never sets PORT: the binary listens on its default, and
@@ -679,8 +752,15 @@ func checkPlain(t *testing.T, r rendering, w workload, c corev1.Container, cfg c
 	if !subset(svc.Spec.Selector, w.labels) {
 		t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, w.labels)
 	}
-	if len(svc.Spec.Ports) != 1 || (svc.Spec.Ports[0].TargetPort.StrVal != c.Ports[0].Name && svc.Spec.Ports[0].TargetPort.IntVal != c.Ports[0].ContainerPort) {
-		t.Errorf("Service ports %+v do not target the container port %+v", svc.Spec.Ports, c.Ports[0])
+	// Each Service port targets the container port of the same place: the
+	// API's first, then the metrics port when there is one.
+	if len(svc.Spec.Ports) != len(c.Ports) {
+		t.Errorf("Service ports %+v, container ports %+v: want one each", svc.Spec.Ports, c.Ports)
+	}
+	for i, sp := range svc.Spec.Ports {
+		if i < len(c.Ports) && sp.TargetPort.StrVal != c.Ports[i].Name && sp.TargetPort.IntVal != c.Ports[i].ContainerPort {
+			t.Errorf("Service port %+v does not target the container port %+v", sp, c.Ports[i])
+		}
 	}
 	pdbs := r.ofKind("policy/v1", "PodDisruptionBudget")
 	if len(pdbs) != 1 {
@@ -899,9 +979,25 @@ func checkNetworkPolicy(t *testing.T, r rendering, w workload, c corev1.Containe
 		t.Errorf("NetworkPolicy allows no egress to the database port %d", cfg.Database.Port)
 	}
 	for _, in := range np.Spec.Ingress {
+		var open []string
 		for _, p := range in.Ports {
-			if p.Port != nil && p.Port.StrVal != c.Ports[0].Name && p.Port.IntVal != c.Ports[0].ContainerPort {
+			if p.Port == nil {
+				continue
+			}
+			i := slices.IndexFunc(c.Ports, func(cp corev1.ContainerPort) bool {
+				return p.Port.StrVal == cp.Name || p.Port.IntVal == cp.ContainerPort
+			})
+			if i < 0 {
 				t.Errorf("NetworkPolicy ingress port %s is not the container's", p.Port.String())
+				continue
+			}
+			open = append(open, c.Ports[i].Name)
+		}
+		// With ports pinned, every port the pods serve must be open, or
+		// Prometheus cannot scrape the metrics port.
+		for _, cp := range c.Ports {
+			if len(in.Ports) > 0 && !slices.Contains(open, cp.Name) {
+				t.Errorf("NetworkPolicy ingress leaves container port %s closed", cp.Name)
 			}
 		}
 	}
@@ -919,7 +1015,55 @@ func binaryEnv(t *testing.T, chartEnv map[string]string, db config.Database) map
 		env[k] = v
 	}
 	env["POSTGRES_PASSWORD_FILE"] = passwordFile(t, db.Password)
+	// The chart's metrics and pprof ports would collide between parallel
+	// cases and other tests on this machine: a free loopback port each.
+	for _, k := range []string{"METRICS_ADDR", "DEBUG_ADDR"} {
+		if env[k] != "" {
+			env[k] = "127.0.0.1:" + freePort(t)
+		}
+	}
 	return env
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// checkTelemetry checks what the chart adds to the OpenTelemetry
+// settings: the namespace as a resource attribute, and pprof never on a
+// port the pod declares (a container port can be reached from outside the
+// pod; pprof is for kubectl port-forward only).
+func checkTelemetry(t *testing.T, c corev1.Container, cfg config.Config, knative bool) {
+	t.Helper()
+	res, err := cfg.Telemetry.Resource()
+	if err != nil {
+		t.Fatalf("OTEL_RESOURCE_ATTRIBUTES: %v", err)
+	}
+	if res["k8s.namespace.name"] != namespace {
+		t.Errorf("resource attribute k8s.namespace.name = %q, want the release namespace %q", res["k8s.namespace.name"], namespace)
+	}
+	for _, k := range []string{"service.version", "k8s.pod.name"} {
+		if _, ok := res[k]; ok {
+			t.Errorf("the chart sets resource attribute %s: the binary sets it, or the chart cannot know it", k)
+		}
+	}
+	if knative && cfg.Telemetry.MetricsAddr != "" {
+		t.Errorf("Knative mode sets METRICS_ADDR %q; /metrics must share the one port", cfg.Telemetry.MetricsAddr)
+	}
+	if a := cfg.Telemetry.DebugAddr; a != "" {
+		_, port, _ := net.SplitHostPort(a)
+		for _, p := range c.Ports {
+			if port == strconv.Itoa(int(p.ContainerPort)) {
+				t.Errorf("DEBUG_ADDR %q is container port %s", a, p.Name)
+			}
+		}
+	}
 }
 
 func run(t *testing.T, args []string, env map[string]string) (int, string) {
@@ -1064,6 +1208,37 @@ func TestValuesRejected(t *testing.T) {
 		{[]string{"database.pasword=typo"}, "pasword"},
 		{[]string{"knative.minscale=3"}, "minscale"},
 		{[]string{"replicaCount=3"}, "replicaCount"},
+		{[]string{"app.debugAddr=6060"}, "/app/debugAddr"},
+		{[]string{"plain.metrics.port=8080"}, "plain.metrics.port"},
+		{[]string{"plain.metrics.port=70000"}, "/plain/metrics/port"},
+		{[]string{"plain.metrics.enabled=true"}, "enabled"},
+		{[]string{"otel.protocol=grpc"}, "protocol"},
+		{[]string{"otel.endpoint=otel-collector:4318"}, "/otel/endpoint"},
+		{[]string{"otel.tracesEndpoint=grpc://collector:4317"}, "/otel/tracesEndpoint"},
+		{[]string{"otel.tracesExporter=jaeger"}, "/otel/tracesExporter"},
+		{[]string{"otel.metricsExporter=prometheus"}, "/otel/metricsExporter"},
+		{[]string{"otel.sampler=probabilistic"}, "/otel/sampler"},
+		{[]string{"otel.samplerArg=1.5"}, "/otel/samplerArg"},
+		{[]string{"otel.samplerArg=half"}, "/otel/samplerArg"},
+		{[]string{"otel.sdkDisabled=yes"}, "/otel/sdkDisabled"},
+		{[]string{"otel.resourceAttributes.team=50%"}, "/otel/resourceAttributes"},
+		{[]string{"otel.resourceAttributes.team=a b"}, "/otel/resourceAttributes"},
+		{[]string{"monitoring.enabled=maybe"}, "/monitoring/enabled"},
+		{[]string{"monitoring.interval=30 seconds"}, "/monitoring/interval"},
+		{[]string{"monitoring.scrapeTimeout=10"}, "/monitoring/scrapeTimeout"},
+		{[]string{"monitoring.serviceMonitor.enabled=true"}, "serviceMonitor"},
+		{[]string{"monitoring.labels.release=1"}, "/monitoring/labels/release"},
+		{[]string{"monitoring.rules.enabled=1"}, "/monitoring/rules/enabled"},
+		{[]string{"monitoring.rules.availability.objective=100"}, "/monitoring/rules/availability/objective"},
+		{[]string{"monitoring.rules.availability.objective=0"}, "/monitoring/rules/availability/objective"},
+		{[]string{"monitoring.rules.latency.list.objective=101"}, "/monitoring/rules/latency/list/objective"},
+		{[]string{"monitoring.rules.latency.create.objective=-1"}, "/monitoring/rules/latency/create/objective"},
+		{[]string{"monitoring.rules.latency.list.thresholdSeconds=0.3"}, "/monitoring/rules/latency/list/thresholdSeconds"},
+		{[]string{"monitoring.rules.latency.create.thresholdSeconds=250ms"}, "/monitoring/rules/latency/create/thresholdSeconds"},
+		{[]string{"monitoring.rules.latency.create.thresholdSeconds=20"}, "/monitoring/rules/latency/create/thresholdSeconds"},
+		{[]string{"monitoring.rules.alertLabels.severity=page"}, "/monitoring/rules/alertLabels"},
+		{[]string{"monitoring.rules.alertLabels.bad-name=x"}, "bad-name"},
+		{[]string{"monitoring.rules.latency.read.objective=99"}, "read"},
 	} {
 		t.Run(strings.Join(tc.sets, ","), func(t *testing.T) {
 			_, err := render(ch, tc.sets)

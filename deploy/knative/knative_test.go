@@ -58,7 +58,8 @@ func valueSets() []valueSet {
 			// .gitlab-ci.yml lint:chart's ALL_OPTIONS.
 			"database.existingSecret=", "database.password=ci-lint-only",
 			"networkPolicy.enabled=true", "eventing.trigger.enabled=true",
-			"plain.autoscaling.enabled=true",
+			"plain.autoscaling.enabled=true", "plain.metrics.port=9090",
+			"app.debugAddr=:6060", "otel.endpoint=http://otel-collector:4318",
 			// deploy/chart's "knative custom".
 			"image.repository=registry.example.org/platform/users-api", "image.tag=2.0.1",
 			"knative.minScale=3", "knative.maxScale=0", "knative.clusterLocal=true",

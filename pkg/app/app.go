@@ -22,6 +22,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/extra/bunotel"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
@@ -127,6 +128,11 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	if err != nil {
 		return err
 	}
+	// The SDK reports failed exports only to its process-wide handler,
+	// which would print plain text: route them to the JSON log.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		f.logger.Warn("telemetry export failed", slog.String("error", err.Error()))
+	}))
 	db := store.Open(cfg.Database.Options(), "users")
 	var side []*http.Server
 	defer func() {
@@ -140,7 +146,11 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	if tel.Tracing {
 		// Spans for the statements only when they are recorded: bun runs
 		// hooks on every query, and this one walks the stack for the caller.
-		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithTracerProvider(tel.TracerProvider)))
+		// Its metrics (a histogram in milliseconds and the pool's stats,
+		// which ObserveDB reports under the conventions' names) stay off.
+		db.AddQueryHook(bunotel.NewQueryHook(
+			bunotel.WithTracerProvider(tel.TracerProvider),
+			bunotel.WithMeterProvider(noopmetric.NewMeterProvider())))
 	}
 	if err := telemetry.ObserveDB(tel.MeterProvider, db.DB); err != nil {
 		return err
@@ -229,7 +239,7 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	f.db, f.checker, f.router, f.tel, f.side = db, checker, rt, tel, side
 	f.handler.Store(&h)
 	f.logger.Info("started", slog.Any("database", cfg.Database),
-		slog.Bool("tracing", tel.Tracing), slog.Bool("metrics_push", topts.PushMetrics))
+		slog.String("traces_to", topts.TracesURL), slog.String("metrics_to", topts.MetricsURL))
 	return nil
 }
 
@@ -353,7 +363,11 @@ func (f *Function) Stop(ctx context.Context) error {
 	// Spans still buffered go out now; a stopping pod has little time.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err = errors.Join(err, f.tel.Shutdown(sctx))
+	// A collector that is down loses the last batch; that is no reason to
+	// report the shutdown as failed.
+	if terr := f.tel.Shutdown(sctx); terr != nil {
+		f.logger.Warn("telemetry not flushed", slog.String("error", terr.Error()))
+	}
 	f.logger.Info("stopped")
 	return err
 }

@@ -270,7 +270,8 @@ func replyTraceparent(t *testing.T, mode string, h http.Header, body []byte) str
 // TestMetrics sends a known sequence of requests and events, then reads
 // /metrics with the Prometheus text parser: the series hold those counts.
 func TestMetrics(t *testing.T) {
-	o := observe(t, false)
+	o := observe(t, false, "K_SERVICE", "users", "K_CONFIGURATION", "users", "K_REVISION", "users-00042",
+		"OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	steps := []struct {
 		method, path, body string
 		status             int
@@ -376,8 +377,19 @@ func TestMetrics(t *testing.T) {
 	if posts != 5 {
 		t.Errorf("manual reader: %d POST /user requests, want 5", posts)
 	}
-	if v, ok := rm.Resource.Set().Value("service.name"); !ok || v.AsString() != "users" {
-		t.Errorf("resource service.name = %v", v)
+	res := attrSet(*rm.Resource.Set())
+	for k, want := range map[string]string{
+		"service.name": "users", "service.version": o.fn.Version,
+		"faas.name": "users", "faas.version": "users-00042",
+		"knative.configuration.name": "users", "knative.revision.name": "users-00042",
+		"deployment.environment.name": "test",
+	} {
+		if res[k] != want {
+			t.Errorf("resource %s = %q, want %q", k, res[k], want)
+		}
+	}
+	if ti := fams["target_info"]; !matches(ti.GetMetric()[0], map[string]string{"knative_revision_name": "users-00042"}) {
+		t.Errorf("target_info %v does not name the revision", ti)
 	}
 }
 

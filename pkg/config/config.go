@@ -166,6 +166,15 @@ func (t *Telemetry) check() []Problem {
 		p = append(p, Problem{"OTEL_RESOURCE_ATTRIBUTES", err.Error()})
 	}
 	for _, v := range []struct{ name, value string }{
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", t.Endpoint},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", t.TracesEndpoint},
+		{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", t.MetricsEndpoint},
+	} {
+		if u, err := url.Parse(v.value); v.value != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			p = append(p, Problem{v.name, fmt.Sprintf("must be an http:// or https:// URL, such as http://otel-collector:4318, not %q", v.value)})
+		}
+	}
+	for _, v := range []struct{ name, value string }{
 		{"METRICS_ADDR", t.MetricsAddr}, {"DEBUG_ADDR", t.DebugAddr},
 	} {
 		if v.value == "" {
@@ -246,10 +255,25 @@ func (t Telemetry) Options(version string) (telemetry.Options, error) {
 	default:
 		s = sdktrace.ParentBased(sdktrace.AlwaysSample())
 	}
-	return telemetry.Options{
-		ServiceName: t.ServiceName, Version: version, Attributes: attrs,
-		Trace: t.Tracing(), Sampler: s, PushMetrics: t.MetricsPush(),
-	}, nil
+	o := telemetry.Options{ServiceName: t.ServiceName, Version: version, Attributes: attrs, Sampler: s}
+	// The endpoints are passed on rather than left to the exporters, which
+	// would read the process's environment instead of this configuration.
+	if t.Tracing() {
+		o.TracesURL = signalURL(t.TracesEndpoint, t.Endpoint, "v1/traces")
+	}
+	if t.MetricsPush() {
+		o.MetricsURL = signalURL(t.MetricsEndpoint, t.Endpoint, "v1/metrics")
+	}
+	return o, nil
+}
+
+// signalURL is the specification's rule: a signal's own endpoint is used
+// as it is; the common one gets the signal's path appended.
+func signalURL(own, base, path string) string {
+	if own != "" {
+		return own
+	}
+	return strings.TrimSuffix(base, "/") + "/" + path
 }
 
 // Problem is what is wrong with one variable.

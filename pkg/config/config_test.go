@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"resource attributes", with("OTEL_RESOURCE_ATTRIBUTES", "team=a,oops"), []string{"OTEL_RESOURCE_ATTRIBUTES"}},
 		{"resource encoding", with("OTEL_RESOURCE_ATTRIBUTES", "team=%zz"), []string{"OTEL_RESOURCE_ATTRIBUTES"}},
 		{"metrics address", with("METRICS_ADDR", "9090"), []string{"METRICS_ADDR"}},
+		{"otlp endpoint", with("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318"), []string{"OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{"otlp traces endpoint", with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://otel:4317"), []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}},
 		{"debug address", with("DEBUG_ADDR", "localhost:"), []string{"DEBUG_ADDR"}},
 		{"several at once", with("POSTGRES_HOST", "<unset>", "POSTGRES_PORT", "x", "POSTGRES_SSLMODE", "on", "LOG_LEVEL", "x"),
 			[]string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_SSLMODE", "LOG_LEVEL"}},
@@ -99,16 +102,17 @@ func TestLoadInvalid(t *testing.T) {
 
 func TestTelemetry(t *testing.T) {
 	tests := []struct {
-		name          string
-		env           map[string]string
-		tracing, push bool
+		name                  string
+		env                   map[string]string
+		tracesURL, metricsURL string
 	}{
-		{"default: nothing sent", valid(), false, false},
-		{"endpoint", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"), true, true},
-		{"traces endpoint", with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://otel:4318/v1/traces"), true, false},
-		{"metrics endpoint", with("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://otel:4318/v1/metrics"), false, true},
-		{"traces off", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_TRACES_EXPORTER", "none"), false, true},
-		{"sdk disabled", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_SDK_DISABLED", "true"), false, false},
+		{"default: nothing sent", valid(), "", ""},
+		{"endpoint", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"), "http://otel:4318/v1/traces", "http://otel:4318/v1/metrics"},
+		{"endpoint with a path", with("OTEL_EXPORTER_OTLP_ENDPOINT", "https://gw.example.org/otlp/"), "https://gw.example.org/otlp/v1/traces", "https://gw.example.org/otlp/v1/metrics"},
+		{"traces endpoint", with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://otel:4318/custom"), "http://otel:4318/custom", ""},
+		{"metrics endpoint", with("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://otel:4318/v1/metrics"), "", "http://otel:4318/v1/metrics"},
+		{"traces off", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_TRACES_EXPORTER", "none"), "", "http://otel:4318/v1/metrics"},
+		{"sdk disabled", with("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318", "OTEL_SDK_DISABLED", "true"), "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,11 +120,12 @@ func TestTelemetry(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Telemetry.Tracing(); got != tt.tracing {
-				t.Errorf("Tracing() = %v, want %v", got, tt.tracing)
+			o, err := cfg.Telemetry.Options("v1")
+			if err != nil {
+				t.Fatal(err)
 			}
-			if got := cfg.Telemetry.MetricsPush(); got != tt.push {
-				t.Errorf("MetricsPush() = %v, want %v", got, tt.push)
+			if o.TracesURL != tt.tracesURL || o.MetricsURL != tt.metricsURL {
+				t.Errorf("traces to %q, metrics to %q; want %q and %q", o.TracesURL, o.MetricsURL, tt.tracesURL, tt.metricsURL)
 			}
 		})
 	}
@@ -218,5 +223,44 @@ func TestParseErrorsNameTheirVariable(t *testing.T) {
 				t.Fatalf("%s=%%not-valid%%: %v, want one problem naming %s", v.Name, err, v.Name)
 			}
 		})
+	}
+}
+
+// TestREADMEConfiguration: the README's Configuration table has a row for
+// every variable the service reads and none for a variable it does not.
+// Knative's K_* variables are set by the platform, never by an operator,
+// and are described in prose instead.
+func TestREADMEConfiguration(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	name := regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+	for line := range strings.SplitSeq(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			documented[m[1]] = true
+		}
+	}
+	for _, v := range Variables() {
+		if strings.HasPrefix(v.Name, "K_") {
+			continue
+		}
+		if !documented[v.Name] {
+			t.Errorf("README.md's Configuration table has no row for %s", v.Name)
+		}
+		delete(documented, v.Name)
+	}
+	for n := range documented {
+		t.Errorf("README.md's Configuration table documents %s, which the service does not read", n)
 	}
 }

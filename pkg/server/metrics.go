@@ -21,8 +21,10 @@ import (
 type Metrics struct {
 	duration metric.Float64Histogram
 	// sets caches one attribute set per label combination, so a request
-	// costs a map read, not a set built and sorted.
-	sets sync.Map // labels -> metric.MeasurementOption
+	// costs a map read, not a set built and sorted. (A sync.Map would box
+	// the key, an allocation per request.)
+	mu   sync.RWMutex
+	sets map[labels]metric.MeasurementOption
 }
 
 type labels struct {
@@ -37,12 +39,14 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
-	return &Metrics{duration: h}, nil
+	return &Metrics{duration: h, sets: map[labels]metric.MeasurementOption{}}, nil
 }
 
 func (m *Metrics) record(ctx context.Context, method, route string, status int, d time.Duration) {
 	l := labels{method: knownMethod(method), route: route, class: status / 100}
-	opt, ok := m.sets.Load(l)
+	m.mu.RLock()
+	opt, ok := m.sets[l]
+	m.mu.RUnlock()
 	if !ok {
 		kv := []attribute.KeyValue{
 			semconv.HTTPRequestMethodKey.String(l.method),
@@ -51,9 +55,12 @@ func (m *Metrics) record(ctx context.Context, method, route string, status int, 
 		if route != "" {
 			kv = append(kv, semconv.HTTPRoute(route))
 		}
-		opt, _ = m.sets.LoadOrStore(l, metric.WithAttributeSet(attribute.NewSet(kv...)))
+		opt = metric.WithAttributeSet(attribute.NewSet(kv...))
+		m.mu.Lock()
+		m.sets[l] = opt
+		m.mu.Unlock()
 	}
-	m.duration.Record(ctx, d.Seconds(), opt.(metric.MeasurementOption))
+	m.duration.Record(ctx, d.Seconds(), opt)
 }
 
 func knownMethod(m string) string {

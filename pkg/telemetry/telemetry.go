@@ -39,14 +39,17 @@ type Options struct {
 	// Knative's K_* names); ServiceName and Version win over them.
 	Attributes map[string]string
 
-	// Trace exports spans over OTLP/HTTP, configured by the OTEL_EXPORTER_OTLP_*
-	// variables the exporter reads itself. Off, the tracer provider is a
-	// no-op and the HTTP and database instrumentation is not installed.
-	Trace bool
+	// TracesURL, when set, exports spans over OTLP/HTTP to it; the
+	// exporter reads the rest of its OTEL_EXPORTER_OTLP_* settings
+	// (headers, timeout, certificates) itself. Empty, the tracer provider
+	// is a no-op and the HTTP and database instrumentation is not
+	// installed.
+	TracesURL string
 	// Sampler samples root spans; nil samples all, parent-based.
 	Sampler sdktrace.Sampler
-	// PushMetrics exports metrics over OTLP/HTTP as well as serving them.
-	PushMetrics bool
+	// MetricsURL, when set, pushes metrics there over OTLP/HTTP as well
+	// as serving them.
+	MetricsURL string
 
 	// SpanProcessor, if set, turns tracing on with it instead of the OTLP
 	// exporter; tests pass an in-memory one.
@@ -101,8 +104,8 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	for _, r := range o.Readers {
 		mopts = append(mopts, sdkmetric.WithReader(r))
 	}
-	if o.PushMetrics {
-		exp, err := otlpmetrichttp.New(ctx)
+	if o.MetricsURL != "" {
+		exp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(o.MetricsURL))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTLP metric exporter: %w", err)
 		}
@@ -118,8 +121,8 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	}
 
 	sp := o.SpanProcessor
-	if sp == nil && o.Trace {
-		exp, err := otlptracehttp.New(ctx)
+	if sp == nil && o.TracesURL != "" {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(o.TracesURL))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("telemetry: OTLP trace exporter: %w", err), mp.Shutdown(ctx))
 		}
