@@ -458,7 +458,7 @@ func ocWaitDial(t *testing.T, p *ocProcess, addr string, within time.Duration) {
 func ocWaitStatus(t *testing.T, p *ocProcess, url string, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	last := "no answer"
+	var last string
 	for {
 		resp, err := ocClient.Get(url)
 		if err == nil {
