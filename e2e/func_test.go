@@ -623,7 +623,7 @@ func waitOutput(t *testing.T, p *process, s string, within time.Duration) {
 func waitStatus(t *testing.T, p *process, url string, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	last := "no answer"
+	var last string // every pass sets it before it is read
 	for {
 		if code, body, err := try(url); err == nil {
 			if code == want {
