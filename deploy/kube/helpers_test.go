@@ -563,7 +563,14 @@ func (k *kube) seedCurls(base, host, tag string) {
 	if n := count(event); n != 1 {
 		t.Fatalf("the event delivered twice created %d users, want 1", n)
 	}
-	t.Logf("through %s (Host %q): healthy, ready, list, create+list, a CloudEvent twice → one user", base, host)
+	// Whichever pod answers has served requests by now (probes at least)
+	// and reports itself ready.
+	m := call(t, http.MethodGet, base+"/metrics", host, nil, "")
+	if m.status != 200 || !strings.Contains(m.body, "http_server_request_duration_seconds_count{") ||
+		!regexp.MustCompile(`(?m)^users_ready\{[^}]*\} 1$`).MatchString(m.body) {
+		t.Fatalf("GET /metrics: %d, without request counts or users_ready 1:\n%.3000s", m.status, m.body)
+	}
+	t.Logf("through %s (Host %q): healthy, ready, list, create+list, a CloudEvent twice → one user, /metrics", base, host)
 }
 
 // ---------------------------------------------------------------- load
