@@ -41,6 +41,8 @@ func Server(tb testing.TB) config.Database {
 		MaxConns:     20,
 		DialTimeout:  2 * time.Second,
 		QueryTimeout: 30 * time.Second,
+		// The production default: the tests run the prepared path.
+		PreparedStatements: true,
 	}
 }
 

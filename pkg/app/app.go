@@ -143,14 +143,16 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 			err = errors.Join(err, db.Close(), tel.Shutdown(context.WithoutCancel(ctx)))
 		}
 	}()
+	var hook bun.QueryHook
 	if tel.Tracing {
 		// Spans for the statements only when they are recorded: bun runs
 		// hooks on every query, and this one walks the stack for the caller.
 		// Its metrics (a histogram in milliseconds and the pool's stats,
 		// which ObserveDB reports under the conventions' names) stay off.
-		db.AddQueryHook(bunotel.NewQueryHook(
+		hook = bunotel.NewQueryHook(
 			bunotel.WithTracerProvider(tel.TracerProvider),
-			bunotel.WithMeterProvider(noopmetric.NewMeterProvider())))
+			bunotel.WithMeterProvider(noopmetric.NewMeterProvider()))
+		db.AddQueryHook(hook)
 	}
 	if err := telemetry.ObserveDB(tel.MeterProvider, db.DB); err != nil {
 		return err
@@ -160,6 +162,9 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 		return err
 	}
 	users := store.New(db, cfg.Database.QueryTimeout)
+	if hook != nil {
+		users = users.WithQueryHook(hook)
+	}
 	checker := health.NewChecker(func(ctx context.Context) error {
 		err := runner.Current(ctx)
 		if errors.Is(err, migrations.ErrPending) {

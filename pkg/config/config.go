@@ -68,6 +68,11 @@ type Database struct {
 	// enough that a silent database (packets dropped, no reset) answers
 	// 503 within 5 s.
 	QueryTimeout time.Duration `env:"POSTGRES_QUERY_TIMEOUT" envDefault:"4s"`
+	// PreparedStatements has each connection prepare the service's
+	// statements once. Turn it off behind a pooler in transaction mode
+	// that does not track them (PgBouncer before 1.21): there a statement
+	// prepared on one server connection is unknown on the next.
+	PreparedStatements bool `env:"POSTGRES_PREPARED_STATEMENTS" envDefault:"true"`
 }
 
 // HTTP holds the server settings.
@@ -425,6 +430,7 @@ func (d Database) Options() store.Options {
 		MaxConns:     d.MaxConns,
 		DialTimeout:  d.DialTimeout,
 		QueryTimeout: d.QueryTimeout,
+		Prepare:      d.PreparedStatements,
 	}
 	switch d.SSLMode {
 	case SSLRequire:

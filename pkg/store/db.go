@@ -1,14 +1,13 @@
 // Package store keeps users in PostgreSQL through bun over pgdriver.
 //
-// Every query is SQL text with ? arguments, filled in by bun's formatter;
-// none uses bun's query builder. On the request paths the builder
-// allocated a 4 kB query buffer and walked the model by reflection per
-// query (docs/performance.md), and with one style throughout the reader
-// sees the very statement PostgreSQL runs. The queries are not prepared
-// statements, though that would halve PostgreSQL's CPU per Get: pgdriver
-// (v1.2.18) keeps a connection in the pool after a timeout on a prepared
-// statement, and the next query on it reads the late answer to the old
-// one. BenchmarkGet and BenchmarkCreate in this package measure the
+// Every query is SQL text with $n parameters sent through database/sql;
+// none uses bun's query builder or its formatter. On the request paths the
+// builder allocated a 4 kB query buffer and walked the model by reflection
+// per query, and the formatter writes the values into the text, so each
+// statement was parsed and planned anew (docs/performance.md). Open's
+// connections prepare each statement once and reuse it, and discard
+// themselves after a failure that could leave a late answer behind (see
+// conn). BenchmarkGet and BenchmarkCreate in this package measure the
 // variants.
 //
 // Users come back with CreatedAt in UTC whatever the session's time zone,
@@ -51,6 +50,11 @@ type Options struct {
 	// Setup, if set, is a statement each new connection runs before the
 	// pool hands it out.
 	Setup string
+	// Prepare makes each connection prepare the statements sent with
+	// parameters on first use and reuse them. Off, each is sent as text
+	// and planned every time: what a pooler that does not track prepared
+	// statements (PgBouncer before 1.21 in transaction mode) needs.
+	Prepare bool
 }
 
 // Open returns a bun.DB for o, its connections named appName in
@@ -80,7 +84,7 @@ func Open(o Options, appName string) *bun.DB {
 		// pgdriver tries TLS unless told otherwise.
 		opts = append(opts, pgdriver.WithInsecure(true))
 	}
-	var c driver.Connector = pgdriver.NewConnector(opts...)
+	var c driver.Connector = connector{Connector: pgdriver.NewConnector(opts...), prepare: o.Prepare}
 	if o.Setup != "" {
 		c = setupConnector{Connector: c, setup: o.Setup}
 	}

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/example/users/pkg/user"
 )
 
@@ -42,10 +40,18 @@ type EventReply struct {
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	return CreateForEvent(ctx, s.db, key, n)
+	return s.createForEvent(ctx, key, n)
 }
 
-// CreateForEvent is Store.CreateForEvent over db.
+// The statements on processed_events.
+const (
+	recordEvent = `INSERT INTO processed_events (source, id) VALUES ($1, $2)
+		ON CONFLICT (source, id) DO NOTHING RETURNING reply_id, processed_at`
+	recordReply = "UPDATE processed_events SET user_id = $1, reply_data = $2 WHERE source = $3 AND id = $4"
+	readReply   = "SELECT user_id, reply_id, reply_data, processed_at FROM processed_events WHERE source = $1 AND id = $2"
+)
+
+// createForEvent is CreateForEvent without the store's timeout.
 //
 // The event's key is inserted before the user. A concurrent delivery of
 // the same event then waits on that key inside PostgreSQL until the first
@@ -54,28 +60,30 @@ func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (E
 // taken, the connection dropped), the waiting delivery takes over. Inserting
 // the user first instead would make the second delivery fail on the
 // username's unique index and report a conflict with itself.
-func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (EventReply, error) {
+func (s *Store) createForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
 	var out EventReply
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO processed_events (source, id) VALUES (?, ?)
-			ON CONFLICT (source, id) DO NOTHING RETURNING reply_id, processed_at`, key.Source, key.ID).
-			Scan(&out.ID, &out.Time)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		qctx, done := s.observe(ctx, recordEvent)
+		err := tx.QueryRowContext(qctx, recordEvent, key.Source, key.ID).Scan(&out.ID, &out.Time)
+		done(err)
 		if errors.Is(err, sql.ErrNoRows) {
 			// Nothing inserted: the event was processed before.
-			out, err = storedReply(ctx, tx, key)
+			out, err = s.storedReply(ctx, tx, key)
 			return err
 		}
 		if err != nil {
 			return fmt.Errorf("record event: %w", classify(err))
 		}
-		u, err := Create(ctx, tx, n)
+		u, err := s.create(ctx, tx, n)
 		if err != nil {
 			return err
 		}
 		data, _ := json.Marshal(u) // a User always marshals
 		out.UserID, out.Data = u.ID, data
-		if _, err := tx.ExecContext(ctx, "UPDATE processed_events SET user_id = ?, reply_data = ? WHERE source = ? AND id = ?",
-			out.UserID, string(out.Data), key.Source, key.ID); err != nil {
+		qctx, done = s.observe(ctx, recordReply)
+		_, err = tx.ExecContext(qctx, recordReply, out.UserID, string(out.Data), key.Source, key.ID)
+		done(err)
+		if err != nil {
 			return fmt.Errorf("record event reply: %w", classify(err))
 		}
 		return nil
@@ -96,12 +104,13 @@ func CreateForEvent(ctx context.Context, db *bun.DB, key EventKey, n user.New) (
 
 // storedReply reads the reply recorded for key by the delivery that
 // processed it first.
-func storedReply(ctx context.Context, tx bun.Tx, key EventKey) (EventReply, error) {
+func (s *Store) storedReply(ctx context.Context, tx *sql.Tx, key EventKey) (EventReply, error) {
 	out := EventReply{Duplicate: true}
 	var userID sql.NullInt64
 	var data sql.NullString
-	err := tx.QueryRowContext(ctx, "SELECT user_id, reply_id, reply_data, processed_at FROM processed_events WHERE source = ? AND id = ?",
-		key.Source, key.ID).Scan(&userID, &out.ID, &data, &out.Time)
+	ctx, done := s.observe(ctx, readReply)
+	err := tx.QueryRowContext(ctx, readReply, key.Source, key.ID).Scan(&userID, &out.ID, &data, &out.Time)
+	done(err)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The row that conflicted is gone again; only a manual delete does
 		// that. A retry will see a consistent state.
@@ -116,4 +125,20 @@ func storedReply(ctx context.Context, tx bun.Tx, key EventKey) (EventReply, erro
 	}
 	out.UserID, out.Data = userID.Int64, []byte(data.String)
 	return out, nil
+}
+
+// inTx runs fn in a transaction, committed if fn returns nil and rolled
+// back otherwise.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		// A rollback that fails has lost the connection, and the
+		// transaction with it; fn's error is the one to report.
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }

@@ -14,8 +14,9 @@ import (
 
 // A query that times out must not leave its late answer on a pooled
 // connection for the next query to read. pgdriver's prepared-statement
-// path does exactly that (the reason the store does not prepare its
-// queries); this test fails if the store is switched to it.
+// path does exactly that (v1.2.18); the store's connections prepare their
+// statements and are discarded after a timeout instead, and this test
+// fails if they are kept (the Get below then returns user 1).
 func TestGetAfterTimeoutReadsItsOwnAnswer(t *testing.T) {
 	db, cfg := testenv.DB(t)
 	db.SetMaxOpenConns(1) // the timed-out query and the next share a connection

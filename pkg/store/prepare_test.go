@@ -1,0 +1,77 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/example/users/internal/pgtest"
+	"github.com/example/users/internal/testenv"
+	"github.com/example/users/pkg/store"
+	"github.com/example/users/pkg/user"
+)
+
+// TestPreparedStatements: with Prepare, the store's statements are
+// prepared once on a connection and reused; without it none is (what a
+// pooler in transaction mode that does not track them needs).
+func TestPreparedStatements(t *testing.T) {
+	for _, tt := range []struct {
+		prepare bool
+		want    int
+	}{{true, 3}, {false, 0}} {
+		t.Run(map[bool]string{true: "prepare", false: "text"}[tt.prepare], func(t *testing.T) {
+			_, cfg := testenv.DB(t)
+			cfg.PreparedStatements = tt.prepare
+			db := store.Open(cfg.Options(), "prepare-test")
+			t.Cleanup(func() { _ = db.Close() })
+			db.SetMaxOpenConns(1) // one session, whose statements the view lists
+			ctx := context.Background()
+			s := store.New(db, cfg.QueryTimeout)
+			for i := range 3 {
+				u, err := s.Create(ctx, user.New{Username: "p" + string(rune('a'+i)), Email: "p" + string(rune('a'+i)) + "@example.com"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Get(ctx, u.ID); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.List(ctx, 0, 0, func(*user.User) error { return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var n int
+			if err := db.DB.QueryRowContext(ctx, "SELECT count(*) FROM pg_prepared_statements").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != tt.want {
+				t.Errorf("%d statements prepared on the session after 3 rounds of create, get and list, want %d", n, tt.want)
+			}
+		})
+	}
+}
+
+// TestPreparedAfterMigration: a migration that changes a column's type
+// makes the prepared plan stale; the next Get on that connection prepares
+// again and succeeds instead of failing once per connection.
+func TestPreparedAfterMigration(t *testing.T) {
+	db, cfg := testenv.DB(t)
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	s := store.New(db, cfg.QueryTimeout)
+	u, err := s.Create(ctx, user.New{Username: "mig", Email: "mig@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgtest.Open(t, cfg).ExecContext(ctx, "ALTER TABLE users ALTER COLUMN email TYPE varchar(254)"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, u.ID)
+	if err != nil || got.Email != "mig@example.com" {
+		t.Fatalf("Get after the migration: %+v, %v", got, err)
+	}
+	if _, err := s.Create(ctx, user.New{Username: "mig2", Email: "mig2@example.com"}); err != nil {
+		t.Fatalf("Create after the migration: %v", err)
+	}
+}
