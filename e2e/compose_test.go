@@ -37,8 +37,11 @@ const (
 	project = "users-e2e"
 	// The issue's budget from `docker compose up -d --wait` to answering curls.
 	upBudget = 60 * time.Second
-	// The largest image a platform team would accept.
-	maxImageBytes = 20 << 20
+	// The largest image a platform team would accept: 20 MiB until the
+	// OpenTelemetry SDK with its OTLP and Prometheus exporters (issue 12)
+	// added 9.6 MB of binary, measured in docs/performance.md
+	// ("Observability"); the image is 25.6 MB with them.
+	maxImageBytes = 26 << 20
 	// The distroless nonroot user.
 	nonroot = "65532"
 )
