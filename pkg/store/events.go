@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uptrace/bun/driver/pgdriver"
+
 	"github.com/example/users/pkg/user"
 )
 
@@ -31,11 +33,11 @@ type EventReply struct {
 }
 
 // CreateForEvent creates user n on behalf of the event key, exactly once:
-// it returns the reply stored for key if the event was processed before,
-// and otherwise creates the user and stores the reply in one transaction.
+// it returns the reply for key if the event was processed before, and
+// otherwise creates the user and records the event in one statement.
 //
-// The store's timeout bounds the whole transaction: its statements answer
-// at once, unless a concurrent delivery of the same event holds the key,
+// The store's timeout bounds the call: its statements answer at once,
+// unless a concurrent delivery of the same event holds a key it needs,
 // and that one is bounded the same way.
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
 	ctx, cancel := s.bounded(ctx)
@@ -43,102 +45,84 @@ func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (E
 	return s.createForEvent(ctx, key, n)
 }
 
-// The statements on processed_events.
+// The statements on processed_events. createForEvent inserts the user and
+// the event's key in one statement, so both commit or neither, without a
+// transaction's BEGIN and COMMIT round trips (docs/performance.md: the
+// transaction of four statements cost 3× lean's insert).
 const (
-	recordEvent = `INSERT INTO processed_events (source, id) VALUES ($1, $2)
-		ON CONFLICT (source, id) DO NOTHING RETURNING reply_id, processed_at`
-	recordReply = "UPDATE processed_events SET user_id = $1, reply_data = $2 WHERE source = $3 AND id = $4"
-	readReply   = "SELECT user_id, reply_id, reply_data, processed_at FROM processed_events WHERE source = $1 AND id = $2"
+	createForEvent = `WITH u AS (INSERT INTO users (username, email) VALUES ($3, $4) RETURNING id, created_at),
+	e AS (INSERT INTO processed_events (source, id, user_id) SELECT $1, $2, id FROM u RETURNING reply_id, processed_at)
+	SELECT e.reply_id, e.processed_at, u.id, u.created_at FROM e, u`
+	readReply = `SELECT e.reply_id, e.reply_data, e.processed_at, u.id, u.username, u.email, u.created_at
+	FROM processed_events e LEFT JOIN users u ON u.id = e.user_id WHERE e.source = $1 AND e.id = $2`
 )
 
 // createForEvent is CreateForEvent without the store's timeout.
 //
-// The event's key is inserted before the user. A concurrent delivery of
-// the same event then waits on that key inside PostgreSQL until the first
-// transaction ends: if it committed, ON CONFLICT DO NOTHING skips the
-// insert and the stored reply is read; if it rolled back (the name was
-// taken, the connection dropped), the waiting delivery takes over. Inserting
-// the user first instead would make the second delivery fail on the
-// username's unique index and report a conflict with itself.
+// A redelivery fails the statement on a unique index: on the username's or
+// email's (it carries the same user, whom the first delivery created) or on
+// the event's key (it carries another). A concurrent one waits on that
+// index inside PostgreSQL until the first delivery's statement ends, and
+// then fails the same way if it committed, or goes ahead if it did not.
+// Either way the event's record then says whether this was a redelivery,
+// answered with the reply of the first, or a name someone else holds.
 func (s *Store) createForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
-	var out EventReply
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		qctx, done := s.observe(ctx, recordEvent)
-		err := tx.QueryRowContext(qctx, recordEvent, key.Source, key.ID).Scan(&out.ID, &out.Time)
-		done(err)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Nothing inserted: the event was processed before.
-			out, err = s.storedReply(ctx, tx, key)
-			return err
-		}
-		if err != nil {
-			return fmt.Errorf("record event: %w", classify(err))
-		}
-		u, err := s.create(ctx, tx, n)
-		if err != nil {
-			return err
-		}
+	out := EventReply{}
+	u := user.User{Username: n.Username, Email: n.Email}
+	qctx, done := s.observe(ctx, createForEvent)
+	err := s.db.DB.QueryRowContext(qctx, createForEvent, key.Source, key.ID, n.Username, n.Email).
+		Scan(&out.ID, &out.Time, &u.ID, &u.CreatedAt)
+	done(err)
+	if err == nil {
+		u.CreatedAt = u.CreatedAt.UTC()
 		data, _ := json.Marshal(u) // a User always marshals
 		out.UserID, out.Data = u.ID, data
-		qctx, done = s.observe(ctx, recordReply)
-		_, err = tx.ExecContext(qctx, recordReply, out.UserID, string(out.Data), key.Source, key.ID)
-		done(err)
-		if err != nil {
-			return fmt.Errorf("record event reply: %w", classify(err))
-		}
-		return nil
-	})
-	if err != nil {
-		var taken *user.TakenError
-		if errors.Is(err, user.ErrUnavailable) || errors.As(err, &taken) {
-			return EventReply{}, err
-		}
-		// BEGIN and COMMIT errors come from database/sql unclassified. A
-		// failed COMMIT leaves the outcome unknown; reporting the database
-		// as unavailable gets the event redelivered, and the redelivery
-		// finds the stored reply if the commit did happen.
-		return EventReply{}, classify(err)
+		return out, nil
 	}
-	return out, nil
+	var pgErr pgdriver.Error
+	if !errors.As(err, &pgErr) || pgErr.Field('C') != "23505" {
+		return EventReply{}, fmt.Errorf("create user for event: %w", classify(err))
+	}
+	rep, rerr := s.storedReply(ctx, key)
+	if errors.Is(rerr, errNoEvent) {
+		// Not a redelivery: the name is someone else's.
+		return EventReply{}, fmt.Errorf("create user for event: %w", classify(err))
+	}
+	return rep, rerr
 }
 
-// storedReply reads the reply recorded for key by the delivery that
-// processed it first.
-func (s *Store) storedReply(ctx context.Context, tx *sql.Tx, key EventKey) (EventReply, error) {
+// errNoEvent says the event has no record.
+var errNoEvent = errors.New("no such event")
+
+// storedReply reads the reply to the delivery that processed key first.
+// Its data is the user that delivery created, as stored then (rows
+// written before the single-statement create) or as the user's row holds
+// it, which no request changes.
+func (s *Store) storedReply(ctx context.Context, key EventKey) (EventReply, error) {
 	out := EventReply{Duplicate: true}
-	var userID sql.NullInt64
 	var data sql.NullString
+	var id sql.NullInt64
+	var name, email sql.NullString
+	var created sql.NullTime
 	ctx, done := s.observe(ctx, readReply)
-	err := tx.QueryRowContext(ctx, readReply, key.Source, key.ID).Scan(&userID, &out.ID, &data, &out.Time)
+	err := s.db.DB.QueryRowContext(ctx, readReply, key.Source, key.ID).
+		Scan(&out.ID, &data, &out.Time, &id, &name, &email, &created)
 	done(err)
-	if errors.Is(err, sql.ErrNoRows) {
-		// The row that conflicted is gone again; only a manual delete does
-		// that. A retry will see a consistent state.
-		return EventReply{}, fmt.Errorf("read processed event: %w: it vanished while being read", user.ErrUnavailable)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return EventReply{}, errNoEvent
+	case err != nil:
 		return EventReply{}, fmt.Errorf("read processed event: %w", classify(err))
+	case data.Valid:
+		out.UserID, out.Data = id.Int64, []byte(data.String)
+	case id.Valid:
+		u := user.User{ID: id.Int64, Username: name.String, Email: email.String, CreatedAt: created.Time.UTC()}
+		out.UserID = u.ID
+		out.Data, _ = json.Marshal(u)
+	default:
+		// The user was deleted by hand and no reply was stored; retrying
+		// cannot help.
+		return EventReply{}, fmt.Errorf("processed event %q from %q has no stored reply and its user is gone", key.ID, key.Source)
 	}
-	if !data.Valid {
-		// Committed rows always have one; retrying cannot help.
-		return EventReply{}, fmt.Errorf("processed event %q from %q has no stored reply", key.ID, key.Source)
-	}
-	out.UserID, out.Data = userID.Int64, []byte(data.String)
 	return out, nil
-}
-
-// inTx runs fn in a transaction, committed if fn returns nil and rolled
-// back otherwise.
-func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		// A rollback that fails has lost the connection, and the
-		// transaction with it; fn's error is the one to report.
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
