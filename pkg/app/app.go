@@ -192,10 +192,13 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	}
 
 	rt := server.NewRouter()
-	rt.Handle(http.MethodGet, "/user", list.New(users, f.logger))
-	rt.Handle(http.MethodPost, "/user", create.New(users, f.logger))
-	rt.Handle(http.MethodGet, "/user/{id}", get.New(users, f.logger))
-	rt.Handle(http.MethodPost, "/{$}", ev)
+	// REQUEST_TIMEOUT bounds the routes that reach the database; the
+	// probes bound their own check.
+	timed := func(h http.Handler) http.Handler { return server.Deadline(h, cfg.HTTP.RequestTimeout) }
+	rt.Handle(http.MethodGet, "/user", timed(list.New(users, f.logger)))
+	rt.Handle(http.MethodPost, "/user", timed(create.New(users, f.logger)))
+	rt.Handle(http.MethodGet, "/user/{id}", timed(get.New(users, f.logger)))
+	rt.Handle(http.MethodPost, "/{$}", timed(ev))
 	if cfg.Telemetry.MetricsAddr == "" {
 		rt.Handle(http.MethodGet, MetricsPath, tel.Metrics)
 	} else {
@@ -225,7 +228,7 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	for _, p := range ReadinessPaths() {
 		rt.Handle(http.MethodGet, p, ready)
 	}
-	h := server.Middleware(rt, f.logger, cfg.HTTP.RequestTimeout, metrics)
+	h := server.Middleware(rt, f.logger, metrics)
 	if tel.Tracing {
 		h = otelhttp.NewHandler(h, "users",
 			otelhttp.WithTracerProvider(tel.TracerProvider),

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/example/users/pkg/telemetry"
 )
@@ -39,7 +38,7 @@ func BenchmarkMiddleware(b *testing.B) {
 			rt.Handle(http.MethodGet, "/user/{id}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				_, _ = io.WriteString(w, "{}")
 			}))
-			h := Middleware(rt, slog.New(slog.DiscardHandler), time.Second, bc.m)
+			h := Middleware(rt, slog.New(slog.DiscardHandler), bc.m)
 			req := httptest.NewRequest(http.MethodGet, "/user/42", nil)
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()

@@ -61,7 +61,7 @@ func TestMiddlewareRequestID(t *testing.T) {
 	var seen string
 	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen = requestid.From(r.Context())
-	}), slog.New(slog.NewJSONHandler(&logs, nil)), time.Second, nil)
+	}), slog.New(slog.NewJSONHandler(&logs, nil)), nil)
 
 	for _, tt := range []struct{ sent, want string }{
 		{"abc-123", "abc-123"},
@@ -102,7 +102,7 @@ func TestMiddlewareRecoversPanics(t *testing.T) {
 	var logs bytes.Buffer
 	h := Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("kaboom")
-	}), slog.New(slog.NewJSONHandler(&logs, nil)), time.Second, nil)
+	}), slog.New(slog.NewJSONHandler(&logs, nil)), nil)
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/x", nil)
 	req.Header.Set(requestid.Header, "panic-1")
