@@ -102,7 +102,7 @@ service:
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	col := ocStart(t, collectorBin, nil, "--config", cfgFile)
+	col := startProcess(t, collectorBin, "", nil, "--config", cfgFile)
 	ocWaitDial(t, col, "127.0.0.1:"+strconv.Itoa(otlpPort), 30*time.Second)
 	t.Logf("collector listening on 127.0.0.1:%d %s after exec", otlpPort, time.Since(t0).Round(time.Millisecond))
 
@@ -133,7 +133,7 @@ service:
 		"OTEL_SERVICE_NAME=users",
 		"OTEL_METRIC_EXPORT_INTERVAL=1000",
 	)
-	svc := ocStart(t, bin, env, "serve")
+	svc := startProcess(t, bin, "", env, "serve")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	t0 = time.Now()
 	ocWaitStatus(t, svc, base+"/-/ready", http.StatusOK, 30*time.Second)
@@ -379,46 +379,8 @@ func ocCheck(t *testing.T, tracesFile, metricsFile string) {
 
 // ---- the processes
 
-type ocProcess struct {
-	cmd  *exec.Cmd
-	logs *testenv.Logs
-	done chan struct{}
-	err  error
-}
-
-func ocStart(t *testing.T, bin string, env []string, args ...string) *ocProcess {
-	t.Helper()
-	p := &ocProcess{cmd: exec.Command(bin, args...), logs: new(testenv.Logs), done: make(chan struct{})}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), p.logs.String())
-		}
-	})
-	return p
-}
-
-func (p *ocProcess) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // ocStop sends SIGTERM and requires a clean exit within timeout.
-func ocStop(t *testing.T, p *ocProcess, timeout time.Duration) {
+func ocStop(t *testing.T, p *process, timeout time.Duration) {
 	t.Helper()
 	name := filepath.Base(p.cmd.Path)
 	t0 := time.Now()
@@ -436,7 +398,7 @@ func ocStop(t *testing.T, p *ocProcess, timeout time.Duration) {
 	t.Logf("%s exited 0 %s after SIGTERM", name, time.Since(t0).Round(time.Millisecond))
 }
 
-func ocWaitDial(t *testing.T, p *ocProcess, addr string, within time.Duration) {
+func ocWaitDial(t *testing.T, p *process, addr string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -455,7 +417,7 @@ func ocWaitDial(t *testing.T, p *ocProcess, addr string, within time.Duration) {
 	}
 }
 
-func ocWaitStatus(t *testing.T, p *ocProcess, url string, want int, within time.Duration) {
+func ocWaitStatus(t *testing.T, p *process, url string, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var last string
