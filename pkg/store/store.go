@@ -35,14 +35,6 @@ type Store struct {
 	hook    bun.QueryHook
 }
 
-// querier is what runs a statement: the pool, a connection or a
-// transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // WithQueryHook returns a Store whose statements are reported to hook,
 // as bun.DB.WithQueryHook does for bun's own.
 func (s *Store) WithQueryHook(hook bun.QueryHook) *Store {
@@ -89,16 +81,9 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	return s.create(ctx, s.db.DB, u)
-}
-
-const insertUser = "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id, created_at"
-
-// create inserts u through q, which may be a transaction.
-func (s *Store) create(ctx context.Context, q querier, u user.New) (user.User, error) {
 	out := user.User{Username: u.Username, Email: u.Email}
 	ctx, done := s.observe(ctx, insertUser)
-	err := q.QueryRowContext(ctx, insertUser, u.Username, u.Email).Scan(&out.ID, &out.CreatedAt)
+	err := s.db.DB.QueryRowContext(ctx, insertUser, u.Username, u.Email).Scan(&out.ID, &out.CreatedAt)
 	done(err)
 	if err != nil {
 		return user.User{}, fmt.Errorf("insert user: %w", classify(err))
@@ -110,6 +95,7 @@ func (s *Store) create(ctx context.Context, q querier, u user.New) (user.User, e
 // The statements on users. The list's id order comes from the primary
 // key's index: an index scan whose first row comes at once, no sort.
 const (
+	insertUser     = "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id, created_at"
 	selectUser     = "SELECT id, username, email, created_at FROM users WHERE id = $1"
 	listUsers      = "SELECT id, username, email, created_at FROM users WHERE id > $1 ORDER BY id"
 	listUsersLimit = listUsers + " LIMIT $2"
@@ -204,7 +190,7 @@ func classify(err error) error {
 				return &user.TakenError{Field: f}
 			}
 			return err
-		case code == "0A000": // a prepared plan that a migration made stale, in a transaction
+		case code == "0A000": // a prepared plan a migration made stale, where conn could not prepare it again
 			return fmt.Errorf("%w: %w", user.ErrUnavailable, err)
 		case code == "42P01", // undefined_table
 			code == "42703", // undefined_column
