@@ -59,12 +59,13 @@ func finish(logger *slog.Logger, m *Metrics, r *http.Request, rec *recorder, sta
 		status = http.StatusOK
 	}
 	elapsed := time.Since(start)
+	rt := route(r)
 	if m != nil {
-		m.record(r.Context(), r.Method, rec.route, status, elapsed)
+		m.record(r.Context(), r.Method, rt, status, elapsed)
 	}
-	if span := trace.SpanFromContext(r.Context()); rec.route != "" && span.IsRecording() {
-		span.SetName(r.Method + " " + rec.route)
-		span.SetAttributes(semconv.HTTPRoute(rec.route))
+	if span := trace.SpanFromContext(r.Context()); rt != "" && span.IsRecording() {
+		span.SetName(r.Method + " " + rt)
+		span.SetAttributes(semconv.HTTPRoute(rt))
 	}
 	level := slog.LevelInfo
 	// Probes arrive every few seconds from several sources; at info they
@@ -82,11 +83,9 @@ func finish(logger *slog.Logger, m *Metrics, r *http.Request, rec *recorder, sta
 	)
 }
 
-// recorder remembers the status and size of a response, and the route
-// pattern a Router matched.
+// recorder remembers the status and size of a response.
 type recorder struct {
 	http.ResponseWriter
-	route  string
 	status int
 	bytes  int64
 	wrote  bool

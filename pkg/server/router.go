@@ -30,7 +30,7 @@ func NewRouter() *Router {
 
 // Handle routes method requests for pattern (a ServeMux path pattern) to h.
 func (rt *Router) Handle(method, pattern string, h http.Handler) {
-	rt.mux.Handle(method+" "+pattern, routed{pattern, h})
+	rt.mux.Handle(method+" "+pattern, h)
 	methods, known := rt.allow[pattern]
 	methods = append(methods, method)
 	if method == http.MethodGet {
@@ -42,30 +42,25 @@ func (rt *Router) Handle(method, pattern string, h http.Handler) {
 		return
 	}
 	rt.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		setRoute(w, pattern)
 		allow := strings.Join(rt.allow[pattern], ", ")
 		w.Header().Set("Allow", allow)
 		problem.Write(w, problem.New(http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+allow))
 	})
 }
 
-// routed tells Middleware's recorder which pattern matched, for the
-// metrics and the span name; ServeMux sets Request.Pattern only on the
-// request it was handed, which the middleware no longer holds.
-type routed struct {
-	pattern string
-	h       http.Handler
-}
-
-func (rh routed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setRoute(w, rh.pattern)
-	rh.h.ServeHTTP(w, r)
-}
-
-func setRoute(w http.ResponseWriter, pattern string) {
-	if rec, ok := w.(*recorder); ok {
-		rec.route = pattern
+// route is the path pattern the Router's ServeMux matched for r (which
+// it records in r.Pattern), as the HTTP conventions' http.route has it:
+// without the method, and empty for an unknown path, which only the
+// Router's own catch-all "/" matches.
+func route(r *http.Request) string {
+	_, p, ok := strings.Cut(r.Pattern, " ")
+	if !ok {
+		p = r.Pattern
 	}
+	if p == "/" {
+		return ""
+	}
+	return p
 }
 
 // Patterns lists the routed patterns with their methods, for tests and
