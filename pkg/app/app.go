@@ -205,13 +205,9 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	if cfg.Telemetry.MetricsAddr == "" {
 		rt.Handle(http.MethodGet, MetricsPath, tel.Metrics)
 	} else {
-		s, err := f.listen(cfg.Telemetry.MetricsAddr, "metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != MetricsPath {
-				http.NotFound(w, r)
-				return
-			}
-			tel.Metrics.ServeHTTP(w, r)
-		}))
+		mux := http.NewServeMux()
+		mux.Handle("GET "+MetricsPath, tel.Metrics)
+		s, err := f.listen(cfg.Telemetry.MetricsAddr, "metrics", mux)
 		if err != nil {
 			return err
 		}
