@@ -124,7 +124,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		outcome = OutcomeDuplicate
 	}
 	h.count(ctx, outcome)
-	span.SetAttributes(attribute.String("users.outcome", outcome))
 	h.log(ctx, slog.LevelInfo, ev, mode, outcome, http.StatusOK,
 		slog.Int64("user_id", rep.UserID),
 		slog.String("reply_id", rep.ID))
@@ -135,7 +134,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// is a child of this span, or of the sender's without tracing.
 	carry := ctx
 	if h.tracer == nil {
-		carry = propagation.TraceContext{}.Extract(context.Background(), extensions{ev})
+		carry = trace.ContextWithRemoteSpanContext(ctx, sender(ev))
 	}
 	propagation.TraceContext{}.Inject(carry, extensions{&reply})
 	// Answer in the mode the event came in; both are valid replies.
@@ -172,14 +171,20 @@ func (h *Handler) startSpan(ctx context.Context, ev *event.Event) (context.Conte
 		if ev.Type() == TypeCreate {
 			name = "process " + TypeCreate
 		}
-		if sent := (propagation.TraceContext{}).Extract(context.Background(), extensions{ev}); trace.SpanContextFromContext(sent).IsValid() {
-			if hop := trace.SpanContextFromContext(ctx); hop.IsValid() && !hop.Equal(trace.SpanContextFromContext(sent)) {
+		if sent := sender(ev); sent.IsValid() {
+			if hop := trace.SpanContextFromContext(ctx); hop.IsValid() && !hop.Equal(sent) {
 				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: hop}))
 			}
-			ctx = trace.ContextWithRemoteSpanContext(ctx, trace.SpanContextFromContext(sent))
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sent)
 		}
 	}
 	return h.tracer.Start(ctx, name, opts...)
+}
+
+// sender is the trace context the event carries in its traceparent and
+// tracestate extensions: the sender's span.
+func sender(ev *event.Event) trace.SpanContext {
+	return trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), extensions{ev}))
 }
 
 // extensions carries trace context in an event's extensions.
@@ -198,8 +203,12 @@ func (e extensions) Set(key, value string) { e.ev.SetExtension(key, value) }
 
 func (e extensions) Keys() []string { return []string{"traceparent", "tracestate"} }
 
+// count records a delivery's outcome: counted, and on its span.
 func (h *Handler) count(ctx context.Context, outcome string) {
 	h.counter.Add(ctx, 1, h.outcomes[outcome])
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("users.outcome", outcome))
+	}
 }
 
 // create creates the user a decoded event asks for, exactly once.
@@ -313,12 +322,10 @@ func (h *Handler) fail(ctx context.Context, w http.ResponseWriter, ev *event.Eve
 	span.SetAttributes(attribute.Int("http.response.status_code", p.Status))
 	if p.Status >= 500 {
 		h.count(ctx, OutcomeFailed)
-		span.SetAttributes(attribute.String("users.outcome", OutcomeFailed))
 		span.SetStatus(codes.Error, err.Error())
 		h.log(ctx, slog.LevelError, ev, mode, OutcomeFailed, p.Status, slog.String("error", err.Error()))
 	} else {
 		h.count(ctx, OutcomeRejected)
-		span.SetAttributes(attribute.String("users.outcome", OutcomeRejected))
 		h.log(ctx, slog.LevelInfo, ev, mode, OutcomeRejected, p.Status, slog.String("reason", p.Detail))
 	}
 	problem.Write(w, p)
