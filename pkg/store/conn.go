@@ -124,14 +124,23 @@ func (c *conn) stmt(ctx context.Context, query string) (driver.Stmt, error) {
 	if err != nil {
 		return nil, c.check(err)
 	}
-	if len(c.stmts) < maxStmts {
-		c.stmts[query] = s
-	}
+	c.stmts[query] = s
 	return s, nil
 }
 
-func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+// prepared reports whether query with args goes the prepared way: a
+// statement without parameters gains nothing from it, and past maxStmts
+// a new text is sent as text rather than prepared and left on the server.
+func (c *conn) prepared(query string, args []driver.NamedValue) bool {
 	if !c.prepare || len(args) == 0 {
+		return false
+	}
+	_, ok := c.stmts[query]
+	return ok || len(c.stmts) < maxStmts
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if !c.prepared(query, args) {
 		r, err := c.pg.QueryContext(ctx, query, args)
 		if err != nil {
 			return nil, c.check(err)
@@ -148,7 +157,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if !c.prepare || len(args) == 0 {
+	if !c.prepared(query, args) {
 		r, err := c.pg.ExecContext(ctx, query, args)
 		return r, c.check(err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/example/users/internal/pgtest"
@@ -73,5 +74,27 @@ func TestPreparedAfterMigration(t *testing.T) {
 	}
 	if _, err := s.Create(ctx, user.New{Username: "mig2", Email: "mig2@example.com"}); err != nil {
 		t.Fatalf("Create after the migration: %v", err)
+	}
+}
+
+// TestPreparedStatementsBounded: texts beyond the cache's bound are sent
+// as text, answered all the same, and leave no statement on the server.
+func TestPreparedStatementsBounded(t *testing.T) {
+	db, _ := testenv.DB(t)
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	for i := range 50 {
+		var got int
+		q := "SELECT $1::int + " + strconv.Itoa(i)
+		if err := db.DB.QueryRowContext(ctx, q, 1).Scan(&got); err != nil || got != i+1 {
+			t.Fatalf("%s: %d, %v", q, got, err)
+		}
+	}
+	var n int
+	if err := db.DB.QueryRowContext(ctx, "SELECT count(*) FROM pg_prepared_statements").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 32 {
+		t.Errorf("%d statements prepared on the session after 50 texts, want the bound of 32", n)
 	}
 }
