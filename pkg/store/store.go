@@ -59,8 +59,9 @@ func (s *Store) observe(ctx context.Context, query string) (context.Context, fun
 
 // New returns a Store over db whose calls wait at most timeout for the
 // database, queueing for a connection included: List while it gets its
-// connection, the others for the whole call. Pass the QueryTimeout that
-// Open gave the driver. The driver's read timeout restarts with every
+// connection, the others for the whole call. Pass at most the
+// QueryTimeout that Open gave the driver (the app passes the sooner of it
+// and the request timeout). The driver's read timeout restarts with every
 // read, so it notices a database gone silent without ever cutting a
 // stream that keeps coming, but it does not count the wait for a pooled
 // connection: with the database silent, requests queued behind the stuck
