@@ -25,14 +25,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/example/users/pkg/config"
+	"github.com/example/users/pkg/telemetry"
 )
 
 const monitoringAPI = "monitoring.coreos.com/v1"
-
-// Buckets of http_server_request_duration_seconds, in seconds: the
-// latency thresholds must be one of them, since a rule can only count the
-// requests under a bucket's upper bound.
-var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // exposed is what the service's /metrics carries: each metric the rules
 // may use, with the labels the service puts on it. Every series also has
@@ -518,7 +514,9 @@ func checkSelector(t *testing.T, what string, vs *parser.VectorSelector, recorde
 	// le must pick the threshold's bucket, however the Prometheus version
 	// formats an integral bound ("1" before 3.0, "1.0" since), and no other.
 	var hits []float64
-	for _, b := range durationBuckets {
+	// The service's own buckets of http_server_request_duration_seconds:
+	// a rule can only count the requests under a bucket's upper bound.
+	for _, b := range telemetry.DurationBounds() {
 		for _, s := range []string{strconv.FormatFloat(b, 'f', -1, 64), strconv.FormatFloat(b, 'f', 1, 64)} {
 			if le.Matches(s) && !slices.Contains(hits, b) {
 				hits = append(hits, b)

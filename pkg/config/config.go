@@ -140,11 +140,10 @@ func (t Telemetry) MetricsPush() bool {
 	return !t.SDKDisabled && t.MetricsExporter == "otlp" && (t.Endpoint != "" || t.MetricsEndpoint != "")
 }
 
-var samplers = []string{"always_on", "always_off", "traceidratio",
-	"parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
-
 func (t *Telemetry) check() []Problem {
 	var p []Problem
+	samplers := []string{"always_on", "always_off", "traceidratio",
+		"parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
 	for _, v := range []struct{ name, value string }{
 		{"OTEL_EXPORTER_OTLP_PROTOCOL", t.Protocol},
 		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", t.TracesProtocol},

@@ -72,10 +72,13 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 }
 
-// Histogram bounds of every duration histogram, in seconds: the ones the
-// HTTP semantic conventions recommend, trimmed to where SLO thresholds
-// sit. A latency objective can only be measured at a bound.
-var DurationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+// DurationBounds are the bucket bounds of every duration histogram, in
+// seconds: the ones the HTTP semantic conventions recommend, trimmed to
+// where SLO thresholds sit. A latency objective can only be measured at a
+// bound, so the chart's alert thresholds are checked against these.
+func DurationBounds() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+}
 
 // New builds the providers. Call Shutdown to flush them.
 func New(ctx context.Context, o Options) (*Telemetry, error) {
@@ -98,7 +101,7 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 		sdkmetric.WithReader(prom),
 		sdkmetric.WithView(sdkmetric.NewView(
 			sdkmetric.Instrument{Kind: sdkmetric.InstrumentKindHistogram, Unit: "s"},
-			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: DurationBounds}},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: DurationBounds()}},
 		)),
 	}
 	for _, r := range o.Readers {
