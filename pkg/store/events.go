@@ -42,6 +42,10 @@ type EventReply struct {
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
+	if err := s.wait(ctx); err != nil {
+		return EventReply{}, fmt.Errorf("create user for event: %w", err)
+	}
+	defer s.done()
 	return s.createForEvent(ctx, key, n)
 }
 

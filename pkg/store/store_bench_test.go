@@ -24,13 +24,11 @@ import (
 //
 //	go test -run '^$' -bench . -benchmem ./pkg/store/
 //
-// "store" is the Store method as shipped: SQL text through bun's
-// formatter, the simple query protocol. "builder" is bun's query builder
-// over a model, which the store used before (a 4 kB query buffer and
-// reflection per call). "prepared" is a database/sql prepared statement:
-// PostgreSQL skips parsing and planning, but pgdriver then leaves a
-// timed-out connection in the pool (TestGetAfterTimeoutReadsItsOwnAnswer),
-// so the store does not use it.
+// "store" is the Store method as shipped: $n parameters, each statement
+// prepared once per connection by Open's connections (conn.go). "builder"
+// is bun's query builder over a model, which the store used before (a 4 kB
+// query buffer and reflection per call). "prepared" is an explicit
+// database/sql prepared statement: the floor the shipped form is held to.
 const (
 	getSQL    = "SELECT id, username, email, created_at FROM users WHERE id = "
 	insertSQL = "INSERT INTO users (username, email) VALUES "
