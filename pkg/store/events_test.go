@@ -70,4 +70,18 @@ func TestCreateForEventRedeliveries(t *testing.T) {
 	if err != nil || !old.Duplicate || string(old.Data) != `{"stored":"as sent"}` {
 		t.Errorf("an event with a stored reply: %+v, %v", old, err)
 	}
+	// The user deleted by hand (no foreign key keeps the record in step):
+	// a redelivery creates no second user and says why it cannot answer.
+	if _, err := db.DB.ExecContext(ctx, "DELETE FROM users WHERE id = $1", first.UserID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CreateForEvent(ctx, key, user.New{Username: "eve", Email: "eve@example.com"}); err == nil {
+		t.Errorf("a redelivery whose user is gone answered %+v, want an error", got)
+	}
+	if err := db.DB.QueryRowContext(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d users after a redelivery whose user is gone, want 0", n)
+	}
 }
