@@ -6,14 +6,19 @@
 #   --build-arg CREATED="$(git log -1 --format=%cI)" .
 # See docs/containers.md for what is in the image and why.
 
-# The 1.26 line's newest patch release by default, so a rebuild picks up
-# security fixes (govulncheck reports net/http and crypto/tls issues in
-# 1.26.8 fixed in 1.26.10); CI pins the exact release with --build-arg.
+# The 1.26 line's image; the Go release that builds is at least go.mod's
+# toolchain line (GOTOOLCHAIN below). CI pins the image to that release
+# with --build-arg, so nothing is downloaded there.
 ARG GO_VERSION=1.26
 
 # The builder runs on the build machine's own platform and cross-compiles
 # for the target: no emulation, whatever --platform asks for.
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+# The golang images set GOTOOLCHAIN=local, which ignores go.mod's toolchain
+# line; auto fetches that release from the module proxy (into the module
+# cache mount) when the image's Go is older, so the binary is never built
+# with a Go that has a known reachable vulnerability (docs/answers.md).
+ENV GOTOOLCHAIN=auto
 WORKDIR /src
 
 # Modules first, in their own step keyed on go.mod/go.sum only: a code change

@@ -2,6 +2,8 @@ module github.com/example/users/deploy
 
 go 1.26.7
 
+toolchain go1.26.10
+
 require (
 	github.com/google/go-cmp v0.7.0
 	helm.sh/helm/v3 v3.22.0

@@ -68,7 +68,9 @@ def wait(url):
 
 def build(tmp):
     users, lean = os.path.join(tmp, "users"), os.path.join(tmp, "lean")
-    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", users, "./pkg/cmd/users"], cwd=ROOT, check=True)
+    # GOTOOLCHAIN=auto: the release go.mod's toolchain line names, as CI builds it.
+    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", users, "./pkg/cmd/users"], cwd=ROOT, check=True,
+                   env={**os.environ, "GOTOOLCHAIN": "auto"})
     subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", lean, "."], cwd=LEAN, check=True,
                    env={**os.environ, "GOFLAGS": "-mod=mod"})
     return {"lean": [lean], "users": [users, "serve"]}, users

@@ -2,6 +2,8 @@ module github.com/example/users/e2e/otelcol
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter v0.161.0
 	go.opentelemetry.io/collector/component v1.67.0

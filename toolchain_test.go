@@ -1,0 +1,59 @@
+package function
+
+import (
+	"go/version"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestToolchain: the tests, and so the builds, run on at least the Go
+// release go.mod's toolchain line names, the first with no known
+// vulnerability reachable from this code (docs/answers.md, govulncheck).
+// These machines set GOTOOLCHAIN=local, which ignores that line: export
+// GOTOOLCHAIN=auto (README, Tests) and the go command fetches it.
+func TestToolchain(t *testing.T) {
+	for _, mod := range []string{"go.mod", "deploy/go.mod"} {
+		b, err := os.ReadFile(mod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "toolchain "); ok {
+				want = v
+			}
+		}
+		if want == "" {
+			t.Errorf("%s has no toolchain line", mod)
+			continue
+		}
+		if mod == "go.mod" {
+			pinned(t, want)
+		}
+		if version.Compare(runtime.Version(), want) < 0 {
+			t.Errorf("built with %s, older than %s's toolchain %s: export GOTOOLCHAIN=auto", runtime.Version(), mod, want)
+		}
+	}
+}
+
+// pinned checks that the pipeline tests and builds the image with the
+// release go.mod names: its GO_VERSION picks the golang image, whose
+// GOTOOLCHAIN=local would refuse an older one and silently keep a newer.
+func pinned(t *testing.T, toolchain string) {
+	t.Helper()
+	b, err := os.ReadFile(".gitlab-ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "GO_VERSION:"); ok {
+			if got := "go" + strings.Trim(strings.TrimSpace(v), `"`); got != toolchain {
+				t.Errorf(".gitlab-ci.yml GO_VERSION %s, want go.mod's toolchain %s", got, toolchain)
+			}
+			return
+		}
+	}
+	t.Error(".gitlab-ci.yml sets no GO_VERSION")
+}
