@@ -1239,6 +1239,15 @@ func TestValuesRejected(t *testing.T) {
 		{[]string{"monitoring.rules.alertLabels.severity=page"}, "/monitoring/rules/alertLabels"},
 		{[]string{"monitoring.rules.alertLabels.bad-name=x"}, "bad-name"},
 		{[]string{"monitoring.rules.latency.read.objective=99"}, "read"},
+		// Pod Security "restricted" cannot be switched off from values.
+		{[]string{"podSecurityContext.runAsNonRoot=false"}, "/podSecurityContext/runAsNonRoot"},
+		{[]string{"podSecurityContext.runAsUser=0"}, "/podSecurityContext/runAsUser"},
+		{[]string{"podSecurityContext.seccompProfile.type=Unconfined"}, "/podSecurityContext/seccompProfile/type"},
+		{[]string{"podSecurityContext.appArmorProfile.type=Unconfined"}, "/podSecurityContext/appArmorProfile/type"},
+		{[]string{"podSecurityContext.seLinuxOptions.type=spc_t"}, "/podSecurityContext/seLinuxOptions/type"},
+		{[]string{"podSecurityContext.seLinuxOptions.user=root"}, "user"},
+		{[]string{"podSecurityContext.sysctls[0].name=kernel.msgmax", "podSecurityContext.sysctls[0].value=1"}, "sysctls"},
+		{[]string{"podSecurityContext.windowsOptions.hostProcess=true"}, "windowsOptions"},
 	} {
 		t.Run(strings.Join(tc.sets, ","), func(t *testing.T) {
 			_, err := render(ch, tc.sets)

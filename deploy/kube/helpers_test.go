@@ -139,6 +139,11 @@ func (k *kube) try(timeout time.Duration, stdin string, name string, args ...str
 	if err != nil {
 		return stdout.String(), fmt.Errorf("%s %s: %w\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, tail(stdout.String()), tail(stderr.String()))
 	}
+	// A Pod Security warning is a failure, not noise: the apiserver sends
+	// one for a workload whose pods the namespace's level would refuse.
+	if strings.Contains(stderr.String(), "would violate PodSecurity") {
+		return stdout.String(), fmt.Errorf("%s %s: a Pod Security warning:\n%s", name, strings.Join(args, " "), tail(stderr.String()))
+	}
 	return stdout.String(), nil
 }
 

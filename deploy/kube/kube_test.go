@@ -26,9 +26,21 @@ func TestKubePlain(t *testing.T) {
 
 	// 1. The README's Deploy commands: the namespace and the Secret first,
 	// then helm install --wait. Every pod the chart makes must pass
-	// Pod Security "restricted".
+	// Pod Security "restricted": the apiserver refuses a pod that does
+	// not, and warns about a workload whose template does not, which fails
+	// the command that sent it (kube.try).
 	k.namespace(ns)
-	k.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest")
+	k.kubectl("label", "namespace", ns,
+		"pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest",
+		"pod-security.kubernetes.io/warn=restricted", "pod-security.kubernetes.io/warn-version=latest")
+	// The namespace's levels hold: a bare pod is refused, a bare
+	// Deployment is warned about, and either fails its command here.
+	if _, err := k.try(time.Minute, "", "kubectl", "-n", ns, "run", "bare", "--image=bare", "--dry-run=server"); err == nil || !strings.Contains(err.Error(), `violates PodSecurity "restricted:latest"`) {
+		t.Fatalf("a bare pod in the restricted namespace: %v, want it refused", err)
+	}
+	if _, err := k.try(time.Minute, "", "kubectl", "-n", ns, "create", "deployment", "bare", "--image=bare", "--dry-run=server"); err == nil || !strings.Contains(err.Error(), "would violate PodSecurity") {
+		t.Fatalf("a bare Deployment in the restricted namespace: %v, want its warning to fail the command", err)
+	}
 	k.kubectl("-n", ns, "create", "secret", "generic", "users-db", "--from-literal=password="+dbPassword)
 	w := k.watch(ns)
 	start := time.Now()
@@ -92,6 +104,14 @@ func TestKubeKnative(t *testing.T) {
 	// 1. The README's Knative install: helm install, then wait for the
 	// Knative Service (Helm's --wait does not know the kind).
 	k.namespace(ns)
+	// The namespace's levels hold: a bare pod is refused, a bare
+	// Deployment is warned about, and either fails its command here.
+	if _, err := k.try(time.Minute, "", "kubectl", "-n", ns, "run", "bare", "--image=bare", "--dry-run=server"); err == nil || !strings.Contains(err.Error(), `violates PodSecurity "restricted:latest"`) {
+		t.Fatalf("a bare pod in the restricted namespace: %v, want it refused", err)
+	}
+	if _, err := k.try(time.Minute, "", "kubectl", "-n", ns, "create", "deployment", "bare", "--image=bare", "--dry-run=server"); err == nil || !strings.Contains(err.Error(), "would violate PodSecurity") {
+		t.Fatalf("a bare Deployment in the restricted namespace: %v, want its warning to fail the command", err)
+	}
 	k.kubectl("-n", ns, "create", "secret", "generic", "users-db", "--from-literal=password="+dbPassword)
 	w := k.watch(ns)
 	start := time.Now()
