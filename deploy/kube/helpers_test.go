@@ -695,10 +695,13 @@ func (k *kube) job(name string) job {
 	return j
 }
 
-// registry reports the script lines that talk to the GitLab registry or
-// pick the GitLab agent's context: the only lines replaced here, by the
-// node's local images and the node's kubeconfig.
-var registry = regexp.MustCompile(`helm registry login|helm push|kubectl config use-context`)
+// registry reports the script lines that talk to the GitLab registry
+// (pushing the chart, and checking the signatures the sign job left there
+// with cosign) or pick the GitLab agent's context: the only lines replaced
+// here, by the node's local images and the node's kubeconfig. Signing and
+// verifying are run for real against a local registry by
+// scripts/sign-local.sh (docs/answers.md).
+var registry = regexp.MustCompile(`helm registry login|helm push|kubectl config use-context|cosign (login|verify)`)
 
 // script runs job's script lines as GitLab's runner does (one bash, exit on
 // the first failing line), with variables set like the pipeline's.
