@@ -17,9 +17,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
+	goversion "go/version"
 	"io"
 	"net"
 	"net/http"
@@ -292,6 +294,23 @@ func TestCompose(t *testing.T) {
 			t.Errorf("`users version` prints %q, the version label says %q", version, want)
 		}
 
+		// Built with at least go.mod's toolchain, though the golang image
+		// here carries this machine's older Go (the Dockerfile's
+		// GOTOOLCHAIN=auto fetches it).
+		bin := filepath.Join(t.TempDir(), "users")
+		id := strings.TrimSpace(s.run(time.Minute, "docker", "create", "--entrypoint", "/none", image))
+		s.run(time.Minute, "docker", "cp", id+":/users", bin)
+		_, _ = s.try(time.Minute, "docker", "rm", "-f", id)
+		info, err := buildinfo.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := toolchain(t, filepath.Join(s.root, "go.mod")); goversion.Compare(info.GoVersion, want) < 0 {
+			t.Errorf("the image's binary was built with %s, older than go.mod's toolchain %s", info.GoVersion, want)
+		} else {
+			t.Logf("the image's binary was built with %s (go.mod: %s)", info.GoVersion, want)
+		}
+
 		// Nothing but the binary on top of the base image's files.
 		baseImage := finalBase(t, s.root)
 		extra := subtract(files(t, s, image), files(t, s, baseImage))
@@ -415,6 +434,22 @@ func finalBase(t *testing.T, root string) string {
 		t.Fatal("no FROM in the Dockerfile")
 	}
 	return base
+}
+
+// toolchain is the release a go.mod's toolchain line names.
+func toolchain(t *testing.T, gomod string) string {
+	t.Helper()
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "toolchain "); ok {
+			return v
+		}
+	}
+	t.Fatalf("%s has no toolchain line", gomod)
+	return ""
 }
 
 // files lists the regular files and symlinks in an image's filesystem.
