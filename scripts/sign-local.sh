@@ -16,16 +16,24 @@
 #      against another key. Either passing fails the script.
 #
 # Needs the container engine's docker CLI (containers.sh env) with IMAGE in
-# it, Go, and Helm; cosign, the registry, crane and cyclonedx-gomod are
+# it, and Go; cosign, the registry, crane, cyclonedx-gomod and Helm are
 # built from the Go module proxy once into ~/.cache/users-ci (cosign takes
-# ~10 min cold on 2 cores). docs/answers.md has a run's output.
+# 10-40 min cold on 2 cores, with other builds running). docs/answers.md
+# has a run's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=auto
 image=${1:?usage: sign-local.sh IMAGE}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/users-ci
 COSIGN_VERSION=v2.6.5 GGCR_VERSION=v0.22.1 CYCLONEDX_GOMOD_VERSION=v1.10.0
-HELM=${HELM:-$(command -v helm || echo "$cache/helm-v3.22.0/helm")}
+# The Helm the pipeline pins, built as .ci/kube builds it (same place, same
+# version stamp) if it is not there yet.
+helm_version=$(sed -n 's/^ *HELM_VERSION: *//p' .gitlab-ci.yml | head -n 1)
+HELM=${HELM:-$cache/helm-$helm_version/helm}
+if [ ! -x "$HELM" ]; then
+	GOBIN=$(dirname "$HELM") GOFLAGS=-mod=mod go install -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version" "helm.sh/helm/v3/cmd/helm@$helm_version"
+fi
 
 tool() { # tool DIR MODULE/CMD@VERSION...: go install into DIR unless there
 	local dir=$1
@@ -52,10 +60,13 @@ insecure=(--allow-insecure-registry --allow-http-registry)
 nolog=(--tlog-upload=false)
 verify_nolog=(--insecure-ignore-tlog=true)
 export COSIGN_PASSWORD="" COSIGN_YES=true
+# q CMD...: run CMD quietly; its output only if it fails (cosign warns
+# about the transparency log and the TUF root it cannot reach offline).
+q() { "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; }
 
 echo "== 1. registry $reg: image $image and the chart"
 docker save "$image" -o "$work/image.tar"
-"$crane" push --insecure "$work/image.tar" "$reg/users:local" >/dev/null
+q "$crane" push --insecure "$work/image.tar" "$reg/users:local"
 digest=$("$crane" digest --insecure "$reg/users:local")
 ref=$reg/users@$digest
 "$HELM" package chart --destination "$work" >/dev/null
@@ -67,7 +78,7 @@ echo "chart $chart_ref"
 
 echo "== 2. sign, attest"
 (cd "$work" && "$cosign" generate-key-pair >/dev/null 2>&1)
-"$cosign" sign "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --recursive "$ref"
+q "$cosign" sign "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --recursive "$ref"
 # The SBOM from the binary's own build information (modules and versions,
 # the Go release), as BuildKit's scanner reads it in the pipeline.
 id=$(docker create --entrypoint /none "$image")
@@ -75,39 +86,39 @@ docker cp "$id:/users" "$work/users" # the Dockerfile's COPY --from=build /out/u
 docker rm "$id" >/dev/null
 "$cache/cyclonedx-gomod-$CYCLONEDX_GOMOD_VERSION/cyclonedx-gomod" bin -json -output "$work/sbom.cdx.json" "$work/users" 2>/dev/null
 echo "sbom: $(grep -c '"bom-ref"' "$work/sbom.cdx.json") components, $(go version "$work/users" | cut -d' ' -f2-)"
-"$cosign" attest "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --type cyclonedx --predicate "$work/sbom.cdx.json" "$ref"
+q "$cosign" attest "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --type cyclonedx --predicate "$work/sbom.cdx.json" "$ref"
 cat >"$work/provenance.json" <<EOF
 {"buildDefinition": {"buildType": "https://mobyproject.org/buildkit@v1",
   "externalParameters": {"source": "$(git remote get-url origin 2>/dev/null || echo local)", "revision": "$(git rev-parse HEAD)"},
   "resolvedDependencies": [{"uri": "git+local", "digest": {"gitCommit": "$(git rev-parse HEAD)"}}]},
  "runDetails": {"builder": {"id": "scripts/sign-local.sh"}}}
 EOF
-"$cosign" attest "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --type slsaprovenance1 --predicate "$work/provenance.json" "$ref"
-"$cosign" sign "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" "$chart_ref"
+q "$cosign" attest "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" --type slsaprovenance1 --predicate "$work/provenance.json" "$ref"
+q "$cosign" sign "${insecure[@]}" "${nolog[@]}" --key "$work/cosign.key" "$chart_ref"
 "$crane" ls --insecure "$reg/users"
 
 echo "== 3. verify, as deploy does"
-"$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$ref" >/dev/null
+q "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$ref"
 echo "image: signature verified"
-"$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$chart_ref" >/dev/null
+q "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$chart_ref"
 echo "chart: signature verified"
-"$cosign" verify-attestation "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" --type cyclonedx "$ref" >/dev/null
+q "$cosign" verify-attestation "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" --type cyclonedx "$ref"
 echo "image: SBOM attestation verified"
-"$cosign" verify-attestation "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" --type slsaprovenance1 "$ref" >/dev/null
+q "$cosign" verify-attestation "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" --type slsaprovenance1 "$ref"
 echo "image: provenance attestation verified"
 
 echo "== 4. refused, as deploy must"
-"$crane" mutate --insecure --label unsigned=true "$reg/users:local" -t "$reg/users:unsigned" >/dev/null
+q "$crane" mutate --insecure --label unsigned=true "$reg/users:local" -t "$reg/users:unsigned"
 unsigned=$reg/users@$("$crane" digest --insecure "$reg/users:unsigned")
-if "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$unsigned" >/dev/null 2>&1; then
+if "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/cosign.pub" "$unsigned" >"$work/out" 2>&1; then
 	echo "FAIL: an unsigned image verified" >&2
 	exit 1
 fi
-echo "unsigned image: refused"
+echo "unsigned image: refused ($(grep -o 'no signatures found' "$work/out" | head -n 1))"
 mkdir "$work/other" && (cd "$work/other" && "$cosign" generate-key-pair >/dev/null 2>&1)
-if "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/other/cosign.pub" "$ref" >/dev/null 2>&1; then
+if "$cosign" verify "${insecure[@]}" "${verify_nolog[@]}" --key "$work/other/cosign.pub" "$ref" >"$work/out" 2>&1; then
 	echo "FAIL: the image verified against another key" >&2
 	exit 1
 fi
-echo "another signer's key: refused"
+echo "another signer's key: refused ($(grep -o 'no matching signatures.*' "$work/out" | head -n 1))"
 echo "sign-local: PASS"
