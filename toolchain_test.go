@@ -31,6 +31,7 @@ func TestToolchain(t *testing.T) {
 		}
 		if mod == "go.mod" {
 			pinned(t, want)
+			readme(t, want)
 		}
 		if version.Compare(runtime.Version(), want) < 0 {
 			t.Errorf("built with %s, older than %s's toolchain %s: export GOTOOLCHAIN=auto", runtime.Version(), mod, want)
@@ -56,4 +57,21 @@ func pinned(t *testing.T, toolchain string) {
 		}
 	}
 	t.Error(".gitlab-ci.yml sets no GO_VERSION")
+}
+
+// readme checks that README's func commands name the toolchain: func
+// builds in a module of its own making, which names none.
+func readme(t *testing.T, toolchain string) {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "$ ") && strings.Contains(line, "func build") || strings.Contains(line, "func run") && strings.HasPrefix(line, "$ ") {
+			if !strings.Contains(line, "GOTOOLCHAIN="+toolchain+" ") {
+				t.Errorf("README.md: %q does not set GOTOOLCHAIN=%s", strings.TrimSpace(line), toolchain)
+			}
+		}
+	}
 }

@@ -436,22 +436,6 @@ func finalBase(t *testing.T, root string) string {
 	return base
 }
 
-// toolchain is the release a go.mod's toolchain line names.
-func toolchain(t *testing.T, gomod string) string {
-	t.Helper()
-	b, err := os.ReadFile(gomod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "toolchain "); ok {
-			return v
-		}
-	}
-	t.Fatalf("%s has no toolchain line", gomod)
-	return ""
-}
-
 // files lists the regular files and symlinks in an image's filesystem.
 func files(t *testing.T, s *stack, image string) []string {
 	t.Helper()
