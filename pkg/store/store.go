@@ -36,10 +36,10 @@ type Store struct {
 	// turns holds one token per connection the pool may open. A call
 	// takes one before it asks database/sql for a connection, so the pool
 	// never has callers waiting: database/sql hands a freed connection to
-	// a waiter picked at random, and under a queue (32 requests on 10
-	// connections) the unlucky ones waited many turns, twice lean's p99 on
-	// the creates (docs/performance.md). A channel's blocked senders go
-	// first come, first served. Nil when the pool is unbounded.
+	// a waiter picked at random, so under a queue (32 requests on 10
+	// connections) a request could lose every draw until its timeout
+	// while later ones were served. A channel's blocked senders go first
+	// come, first served. Nil when the pool is unbounded.
 	turns chan struct{}
 }
 
