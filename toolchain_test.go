@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/example/users/internal/testenv"
 )
 
 // TestToolchain: the tests, and so the builds, run on at least the Go
@@ -15,20 +17,7 @@ import (
 // GOTOOLCHAIN=auto (README, Tests) and the go command fetches it.
 func TestToolchain(t *testing.T) {
 	for _, mod := range []string{"go.mod", "deploy/go.mod"} {
-		b, err := os.ReadFile(mod)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := ""
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "toolchain "); ok {
-				want = v
-			}
-		}
-		if want == "" {
-			t.Errorf("%s has no toolchain line", mod)
-			continue
-		}
+		want := testenv.Toolchain(t, mod)
 		if mod == "go.mod" {
 			pinned(t, want)
 			readme(t, want)
@@ -68,7 +57,7 @@ func readme(t *testing.T, toolchain string) {
 		t.Fatal(err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if strings.HasPrefix(line, "$ ") && strings.Contains(line, "func build") || strings.Contains(line, "func run") && strings.HasPrefix(line, "$ ") {
+		if strings.HasPrefix(line, "$ ") && (strings.Contains(line, "func build") || strings.Contains(line, "func run")) {
 			if !strings.Contains(line, "GOTOOLCHAIN="+toolchain+" ") {
 				t.Errorf("README.md: %q does not set GOTOOLCHAIN=%s", strings.TrimSpace(line), toolchain)
 			}

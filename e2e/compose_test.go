@@ -33,6 +33,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/example/users/internal/testenv"
 )
 
 const (
@@ -305,7 +307,7 @@ func TestCompose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := toolchain(t, filepath.Join(s.root, "go.mod")); goversion.Compare(info.GoVersion, want) < 0 {
+		if want := testenv.Toolchain(t, filepath.Join(s.root, "go.mod")); goversion.Compare(info.GoVersion, want) < 0 {
 			t.Errorf("the image's binary was built with %s, older than go.mod's toolchain %s", info.GoVersion, want)
 		} else {
 			t.Logf("the image's binary was built with %s (go.mod: %s)", info.GoVersion, want)

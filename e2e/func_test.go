@@ -110,7 +110,7 @@ func TestFuncBuild(t *testing.T) {
 	// only README's GOTOOLCHAIN gets the function built with ours.
 	if info, err := buildinfo.ReadFile(bin); err != nil {
 		t.Fatal(err)
-	} else if want := toolchain(t, filepath.Join(dir, "go.mod")); goversion.Compare(info.GoVersion, want) < 0 {
+	} else if want := testenv.Toolchain(t, filepath.Join(dir, "go.mod")); goversion.Compare(info.GoVersion, want) < 0 {
 		t.Errorf("the function was built with %s, older than go.mod's toolchain %s", info.GoVersion, want)
 	} else {
 		t.Logf("the function was built with %s", info.GoVersion)
@@ -163,7 +163,7 @@ func TestFuncRun(t *testing.T) {
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		args = append(args, "-e", k+"="+env[k])
 	}
-	p := startProcess(t, cli, dir, funcEnv([]string{"GOTOOLCHAIN=" + toolchain(t, filepath.Join(dir, "go.mod"))}), args...)
+	p := startProcess(t, cli, dir, funcEnv([]string{"GOTOOLCHAIN=" + testenv.Toolchain(t, filepath.Join(dir, "go.mod"))}), args...)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	// func run tidies and builds first: minutes on a cold build cache.
 	t0 := time.Now()
@@ -252,7 +252,7 @@ func runFunc(t *testing.T, cli, dir string, extraEnv []string, args ...string) (
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.Dir = dir
-	cmd.Env = funcEnv(append([]string{"GOTOOLCHAIN=" + toolchain(t, filepath.Join(dir, "go.mod"))}, extraEnv...))
+	cmd.Env = funcEnv(append([]string{"GOTOOLCHAIN=" + testenv.Toolchain(t, filepath.Join(dir, "go.mod"))}, extraEnv...))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -35,15 +35,15 @@ if [ ! -x "$HELM" ]; then
 		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version" "helm.sh/helm/v3/cmd/helm@$helm_version"
 fi
 
-tool() { # tool DIR MODULE/CMD@VERSION...: go install into DIR unless there
-	local dir=$1
+tool() { # tool BIN MODULE/CMD@VERSION...: go install into BIN's folder unless BIN is there
+	local bin=$1
 	shift
-	[ -d "$dir" ] || GOBIN=$dir GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" "$@"
+	[ -x "$bin" ] || GOBIN=$(dirname "$bin") GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" "$@"
 }
-tool "$cache/cosign-$COSIGN_VERSION" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
-tool "$cache/ggcr-$GGCR_VERSION" "github.com/google/go-containerregistry/cmd/registry@$GGCR_VERSION" \
+tool "$cache/cosign-$COSIGN_VERSION/cosign" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+tool "$cache/ggcr-$GGCR_VERSION/crane" "github.com/google/go-containerregistry/cmd/registry@$GGCR_VERSION" \
 	"github.com/google/go-containerregistry/cmd/crane@$GGCR_VERSION"
-tool "$cache/cyclonedx-gomod-$CYCLONEDX_GOMOD_VERSION" "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$CYCLONEDX_GOMOD_VERSION"
+tool "$cache/cyclonedx-gomod-$CYCLONEDX_GOMOD_VERSION/cyclonedx-gomod" "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$CYCLONEDX_GOMOD_VERSION"
 cosign=$cache/cosign-$COSIGN_VERSION/cosign
 crane=$cache/ggcr-$GGCR_VERSION/crane
 

@@ -15,8 +15,8 @@ import (
 // TestCallsQueueInOrder: with the pool's one connection taken, calls that
 // arrive one after another get it in the order they arrived. database/sql
 // alone hands a freed connection to a waiter picked at random (with 8
-// waiters, in order once in 40320 runs), which doubled the creates' p99
-// under a queue (docs/performance.md).
+// waiters, in order once in 40320 runs), so one can lose every draw until
+// its timeout while later arrivals are served.
 func TestCallsQueueInOrder(t *testing.T) {
 	db, cfg := testenv.DB(t)
 	db.SetMaxOpenConns(1)
