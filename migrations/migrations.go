@@ -4,6 +4,7 @@ package migrations
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -24,6 +25,14 @@ const lockKey int64 = 0x75736572736d6967 // "usersmig"
 
 // ErrPending means the database is missing embedded migrations.
 var ErrPending = errors.New("database schema is not at the latest migration")
+
+// ErrSharedSession means the connection's server session is not its own:
+// a pooler in transaction mode hands it to other clients between
+// transactions, so a session lock taken on it guards nothing and may be
+// left held on a server connection the pooler keeps.
+var ErrSharedSession = errors.New("the database session is shared with other clients between transactions " +
+	"(a pooler in transaction mode, such as PgBouncer's pool_mode = transaction), so the migration lock would not hold: " +
+	"connect migrations to PostgreSQL itself with POSTGRES_MIGRATE_HOST and POSTGRES_MIGRATE_PORT")
 
 // Runner applies, reverts and reports the embedded migrations.
 type Runner struct {
@@ -150,15 +159,24 @@ func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) err
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
+	pid, err := ownSession(ctx, r.db, conn)
+	if err != nil {
+		return err
+	}
 	// Poll with pg_try_advisory_lock instead of blocking in
 	// pg_advisory_lock: a blocking call would outlast the driver's read
-	// timeout while another run holds the lock.
+	// timeout while another run holds the lock. The lock is taken only on
+	// the session ownSession saw, so it is never left on another's.
 	for {
-		var got bool
-		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock(?)", lockKey).Scan(&got); err != nil {
+		var got sql.NullBool
+		err := conn.QueryRowContext(ctx, "SELECT CASE WHEN pg_backend_pid() = ? THEN pg_try_advisory_lock(?) END", pid, lockKey).Scan(&got)
+		if err != nil {
 			return fmt.Errorf("take migration lock: %w", err)
 		}
-		if got {
+		if !got.Valid {
+			return ErrSharedSession
+		}
+		if got.Bool {
 			break
 		}
 		select {
@@ -178,4 +196,41 @@ func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) err
 		return fmt.Errorf("create migration tables: %w", err)
 	}
 	return fn(ctx)
+}
+
+// ownSession returns conn's server process id, or ErrSharedSession if that
+// process is not conn's alone. Straight to PostgreSQL a connection is one
+// process for its life and no two share one. Through a pooler in
+// transaction mode the process is handed on between transactions: a
+// second client is then given conn's idle one (PgBouncer reuses the most
+// recently released), or conn is given another.
+func ownSession(ctx context.Context, db *bun.DB, conn bun.Conn) (int, error) {
+	pid := func(c bun.Conn) (int, error) {
+		var n int
+		if err := c.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&n); err != nil {
+			return 0, fmt.Errorf("check the database session: %w", err)
+		}
+		return n, nil
+	}
+	mine, err := pid(conn)
+	if err != nil {
+		return 0, err
+	}
+	other, err := db.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer other.Close()
+	theirs, err := pid(other)
+	if err != nil {
+		return 0, err
+	}
+	again, err := pid(conn)
+	if err != nil {
+		return 0, err
+	}
+	if theirs == mine || again != mine {
+		return 0, ErrSharedSession
+	}
+	return mine, nil
 }

@@ -280,3 +280,51 @@ func TestOpenChecksClient(t *testing.T) {
 		t.Fatal("Open succeeded against a closed port")
 	}
 }
+
+// TestPooledSessionRefused: through a real PgBouncer in transaction mode a
+// run is refused with ErrSharedSession before it takes the lock or creates
+// anything; in session mode, where a client keeps its server session, it
+// runs. Straight to PostgreSQL is every other test here.
+func TestPooledSessionRefused(t *testing.T) {
+	for _, tt := range []struct {
+		mode    string
+		refused bool
+	}{
+		{pgtest.Transaction, true},
+		{pgtest.Session, false},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			direct := pgtest.New(t)
+			b := pgtest.StartBouncer(t, pgtest.Server(t), tt.mode, 2)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			db, err := Open(ctx, b.Database(direct).Options(), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			_, err = newTestRunner(t, db).Up(ctx)
+			if tt.refused != errors.Is(err, ErrSharedSession) {
+				t.Fatalf("Up through PgBouncer in %s mode: %v", tt.mode, err)
+			}
+			if b.Logins() == 0 {
+				t.Fatal("nothing connected through PgBouncer")
+			}
+			check := pgtest.Open(t, direct)
+			var locks int
+			if err := check.QueryRowContext(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()").Scan(&locks); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.refused {
+				if err != nil || !tableExists(t, check, "users") {
+					t.Fatalf("Up in session mode: %v", err)
+				}
+				return
+			}
+			if locks != 0 || tableExists(t, check, "bun_migrations") || tableExists(t, check, "users") {
+				t.Errorf("a refused run left %d advisory locks, bun_migrations %v, users %v",
+					locks, tableExists(t, check, "bun_migrations"), tableExists(t, check, "users"))
+			}
+		})
+	}
+}

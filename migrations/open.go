@@ -23,6 +23,9 @@ const checkClient = "SELECT set_config('client_connection_check_interval', '1s',
 func Open(ctx context.Context, o store.Options, timeout time.Duration) (*bun.DB, error) {
 	o.QueryTimeout = max(o.QueryTimeout, timeout)
 	o.Setup = checkClient
+	// A Runner holds one connection for its lock and needs another to
+	// check that session and to migrate.
+	o.MaxConns = max(o.MaxConns, 2)
 	db := store.Open(o, "users-migrate")
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()

@@ -87,7 +87,7 @@ func TestReadinessFollowsTheSchema(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/-/ready"); code != 503 {
 		t.Fatalf("ready before migrating: %d", code)
 	}
-	r, err := migrations.New(pgtest.Open(t, cfg))
+	r, err := migrations.New(pgtest.Open(t, cfg.Migration()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,8 @@ func getenv(k, def string) string {
 }
 
 // New creates an empty database for this test, drops it when the test
-// ends, and returns its connection settings.
+// ends, and returns its connection settings: the server's own, or with
+// PGTEST_POOLER=pgbouncer (PoolerVar) a PgBouncer's in front of it.
 func New(tb testing.TB) config.Database {
 	tb.Helper()
 	admin := Server(tb)
@@ -80,7 +81,19 @@ func New(tb testing.TB) config.Database {
 	})
 	cfg := admin
 	cfg.Name = name
-	return cfg
+	switch v := os.Getenv(PoolerVar); v {
+	case "":
+		return cfg
+	case "pgbouncer":
+		// PgBouncer's default pool size. Clients still share server
+		// sessions: each transaction takes whichever is idle, most
+		// recently used first.
+		b := StartBouncer(tb, admin, Transaction, 20)
+		return b.Database(cfg)
+	default:
+		tb.Fatalf("%s=%q: the only pooler is pgbouncer", PoolerVar, v)
+		return cfg
+	}
 }
 
 // Open opens cfg and closes it when the test ends.
@@ -93,12 +106,20 @@ func Open(tb testing.TB, cfg config.Database) *bun.DB {
 
 // Env returns cfg as the environment variables the service reads.
 func Env(cfg config.Database) map[string]string {
-	return map[string]string{
-		"POSTGRES_USERNAME": cfg.User,
-		"POSTGRES_PASSWORD": cfg.Password,
-		"POSTGRES_HOST":     cfg.Host,
-		"POSTGRES_PORT":     strconv.Itoa(cfg.Port),
-		"POSTGRES_DATABASE": cfg.Name,
-		"POSTGRES_SSLMODE":  cfg.SSLMode,
+	env := map[string]string{
+		"POSTGRES_USERNAME":            cfg.User,
+		"POSTGRES_PASSWORD":            cfg.Password,
+		"POSTGRES_HOST":                cfg.Host,
+		"POSTGRES_PORT":                strconv.Itoa(cfg.Port),
+		"POSTGRES_DATABASE":            cfg.Name,
+		"POSTGRES_SSLMODE":             cfg.SSLMode,
+		"POSTGRES_PREPARED_STATEMENTS": strconv.FormatBool(cfg.PreparedStatements),
 	}
+	if cfg.MigrateHost != "" {
+		env["POSTGRES_MIGRATE_HOST"] = cfg.MigrateHost
+	}
+	if cfg.MigratePort != 0 {
+		env["POSTGRES_MIGRATE_PORT"] = strconv.Itoa(cfg.MigratePort)
+	}
+	return env
 }

@@ -19,12 +19,14 @@ import (
 	"github.com/example/users/pkg/config"
 )
 
-// DB returns a fresh database with every migration applied.
+// DB returns a fresh database with every migration applied, migrated
+// over a connection of its own to cfg.Migration(), as `users migrate`
+// does.
 func DB(tb testing.TB) (*bun.DB, config.Database) {
 	tb.Helper()
 	cfg := pgtest.New(tb)
 	db := pgtest.Open(tb, cfg)
-	r, err := migrations.New(db)
+	r, err := migrations.New(pgtest.Open(tb, cfg.Migration()))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func migrate(ctx context.Context, version string, args []string, environ map[str
 	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With(slog.String("version", version))
 	ctx, cancel := context.WithTimeout(ctx, cfg.MigrateTimeout)
 	defer cancel()
-	db, err := migrations.Open(ctx, cfg.Database.Options(), cfg.MigrateTimeout)
+	db, err := migrations.Open(ctx, cfg.Database.Migration().Options(), cfg.MigrateTimeout)
 	if err != nil {
 		logger.Error("migrate failed", slog.String("error", err.Error()))
 		return exitFail

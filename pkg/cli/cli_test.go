@@ -138,6 +138,38 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
+// TestMigrateThroughPooler: `users migrate up` with POSTGRES_HOST at a
+// PgBouncer in transaction mode exits 1 with a message that names the
+// way out and applies nothing; with POSTGRES_MIGRATE_HOST and _PORT at
+// PostgreSQL itself it migrates.
+func TestMigrateThroughPooler(t *testing.T) {
+	direct := pgtest.New(t)
+	b := pgtest.StartBouncer(t, pgtest.Server(t), pgtest.Transaction, 2)
+	pooled := b.Database(direct)
+	env := pgtest.Env(pooled)
+	delete(env, "POSTGRES_MIGRATE_HOST")
+	delete(env, "POSTGRES_MIGRATE_PORT")
+	code, _, stderr := runCLI(t, env, "migrate", "up")
+	if code != 1 || !strings.Contains(stderr, "pool_mode = transaction") || !strings.Contains(stderr, "POSTGRES_MIGRATE_HOST") {
+		t.Fatalf("migrate up through PgBouncer: exit %d, want 1 and a message naming POSTGRES_MIGRATE_HOST:\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "migration applied") {
+		t.Fatalf("a refused run applied migrations:\n%s", stderr)
+	}
+	var n int
+	if err := pgtest.Open(t, direct).QueryRowContext(context.Background(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("a refused run left %d tables (%v)", n, err)
+	}
+
+	code, _, stderr = runCLI(t, pgtest.Env(pooled), "migrate", "up")
+	if code != 0 || !strings.Contains(stderr, "migration applied") {
+		t.Fatalf("migrate up with POSTGRES_MIGRATE_HOST: exit %d\n%s", code, stderr)
+	}
+	if err := pgtest.Open(t, pooled).QueryRowContext(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil {
+		t.Fatalf("the migrated schema, read through PgBouncer: %v", err)
+	}
+}
+
 type process struct {
 	cmd  *exec.Cmd
 	url  string

@@ -73,6 +73,23 @@ type Database struct {
 	// that does not track them (PgBouncer before 1.21): there a statement
 	// prepared on one server connection is unknown on the next.
 	PreparedStatements bool `env:"POSTGRES_PREPARED_STATEMENTS" envDefault:"true"`
+	// MigrateHost and MigratePort are where `users migrate` connects,
+	// when that is not Host and Port: migrations hold a session-level
+	// advisory lock, which a pooler in transaction mode (in front of the
+	// service's connections) cannot keep. Empty and 0 mean Host and Port.
+	MigrateHost string `env:"POSTGRES_MIGRATE_HOST"`
+	MigratePort int    `env:"POSTGRES_MIGRATE_PORT"`
+}
+
+// Migration is d with the host and port that migrations connect to.
+func (d Database) Migration() Database {
+	if d.MigrateHost != "" {
+		d.Host = d.MigrateHost
+	}
+	if d.MigratePort != 0 {
+		d.Port = d.MigratePort
+	}
+	return d
 }
 
 // HTTP holds the server settings.
@@ -374,6 +391,7 @@ func (c *Config) check() []Problem {
 func (d *Database) check() []Problem {
 	p := broken([]rule{
 		{d.Port < 1 || d.Port > 65535, "POSTGRES_PORT", "must be between 1 and 65535"},
+		{d.MigratePort < 0 || d.MigratePort > 65535, "POSTGRES_MIGRATE_PORT", "must be between 1 and 65535 (or unset: POSTGRES_PORT)"},
 		{!slices.Contains([]string{SSLDisable, SSLRequire, SSLVerifyFull}, d.SSLMode), "POSTGRES_SSLMODE",
 			fmt.Sprintf("must be one of disable, require, verify-full, not %q", d.SSLMode)},
 		{d.MaxConns < 1, "POSTGRES_MAX_CONNS", "must be at least 1"},

@@ -62,6 +62,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"drain", with("SHUTDOWN_DRAIN_DELAY", "soon"), []string{"SHUTDOWN_DRAIN_DELAY"}},
 		{"timeout", with("POSTGRES_QUERY_TIMEOUT", "0s"), []string{"POSTGRES_QUERY_TIMEOUT"}},
 		{"pool", with("POSTGRES_MAX_CONNS", "0"), []string{"POSTGRES_MAX_CONNS"}},
+		{"migrate port", with("POSTGRES_MIGRATE_PORT", "65536"), []string{"POSTGRES_MIGRATE_PORT"}},
+		{"migrate port text", with("POSTGRES_MIGRATE_PORT", "direct"), []string{"POSTGRES_MIGRATE_PORT"}},
 		{"password file missing", with("POSTGRES_PASSWORD_FILE", "/nonexistent/pw"), []string{"POSTGRES_PASSWORD_FILE"}},
 		{"otlp over grpc", with("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), []string{"OTEL_EXPORTER_OTLP_PROTOCOL"}},
 		{"otlp traces over grpc", with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"), []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}},
@@ -95,6 +97,39 @@ func TestLoadInvalid(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "s3cret-pw") {
 				t.Errorf("message leaks the password: %q", err)
+			}
+		})
+	}
+}
+
+// TestMigration: migrations connect to POSTGRES_MIGRATE_HOST and _PORT
+// where they are set, each on its own, and to the service's address where
+// not; TLS then checks the host migrations connect to.
+func TestMigration(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		host string
+		port int
+	}{
+		{"unset: the service's", valid(), "db", 5432},
+		{"both", with("POSTGRES_HOST", "pgbouncer", "POSTGRES_PORT", "6432", "POSTGRES_MIGRATE_HOST", "db.internal", "POSTGRES_MIGRATE_PORT", "5432"), "db.internal", 5432},
+		{"host only", with("POSTGRES_HOST", "pgbouncer", "POSTGRES_MIGRATE_HOST", "db.internal"), "db.internal", 5432},
+		{"port only", with("POSTGRES_PORT", "6432", "POSTGRES_MIGRATE_PORT", "5433"), "db", 5433},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env["POSTGRES_SSLMODE"] = SSLVerifyFull
+			cfg, err := Load(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := cfg.Database.Migration()
+			if m.Host != tt.host || m.Port != tt.port {
+				t.Errorf("migrations connect to %s:%d, want %s:%d", m.Host, m.Port, tt.host, tt.port)
+			}
+			if o := m.Options(); o.Host != tt.host || o.TLS.ServerName != tt.host {
+				t.Errorf("store options: host %s, TLS server name %s, want %s", o.Host, o.TLS.ServerName, tt.host)
 			}
 		})
 	}
