@@ -4,10 +4,17 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/uptrace/bun/driver/pgdriver"
 )
+
+// ErrSharedSession means a statement met another client's prepared
+// statement on its session: a pooler in transaction mode that does not
+// track them (PgBouncer before 1.21) is in between.
+var ErrSharedSession = errors.New("the database session is shared with other clients (a pooler in transaction mode): " +
+	"set POSTGRES_PREPARED_STATEMENTS=false")
 
 // pgConn is what pgdriver's connections do; conn passes it all on.
 type pgConn interface {
@@ -122,6 +129,12 @@ func (c *conn) stmt(ctx context.Context, query string) (driver.Stmt, error) {
 	}
 	s, err := c.pg.PrepareContext(ctx, query)
 	if err != nil {
+		var pgErr pgdriver.Error
+		if errors.As(err, &pgErr) && pgErr.Field('C') == "42P05" {
+			// This connection's names are its own, so another client
+			// prepared it on this session.
+			err = fmt.Errorf("%w: %w", ErrSharedSession, err)
+		}
 		return nil, c.check(err)
 	}
 	c.stmts[query] = s

@@ -2,8 +2,13 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
@@ -96,5 +101,66 @@ func TestPreparedStatementsBounded(t *testing.T) {
 	}
 	if n != 32 {
 		t.Errorf("%d statements prepared on the session after 50 texts, want the bound of 32", n)
+	}
+}
+
+// TestPreparedStatementsThroughPgBouncer: behind a real PgBouncer 1.18 in
+// transaction mode, two clients take turns on one server session. With
+// Prepare, the second client's statement collides with the first's on it
+// (PgBouncer before 1.21 does not track prepared statements), so
+// POSTGRES_PREPARED_STATEMENTS=false is needed there; without Prepare
+// both clients are served.
+func TestPreparedStatementsThroughPgBouncer(t *testing.T) {
+	for _, tt := range []struct {
+		prepare bool
+		fails   bool
+	}{{true, true}, {false, false}} {
+		t.Run(map[bool]string{true: "prepare", false: "text"}[tt.prepare], func(t *testing.T) {
+			_, direct := testenv.DB(t)
+			b := pgtest.StartBouncer(t, pgtest.Server(t), pgtest.Transaction, 1)
+			cfg := b.Database(direct)
+			cfg.PreparedStatements = tt.prepare
+			db := store.Open(cfg.Options(), "prepare-test")
+			t.Cleanup(func() { _ = db.Close() })
+			ctx := context.Background()
+			// Two client connections at once, so database/sql cannot give
+			// both statements the same one.
+			var conns [2]*sql.Conn
+			for i := range conns {
+				c, err := db.DB.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns[i] = c
+			}
+			var errs []error
+			for round := range 2 {
+				for i, c := range conns {
+					var n int
+					err := c.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE id > $1", round).Scan(&n)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("client %d, round %d: %w", i, round, err))
+					}
+				}
+			}
+			if b.Logins() < 2 {
+				t.Fatalf("%d logins through PgBouncer, want 2", b.Logins())
+			}
+			if !tt.fails {
+				if len(errs) > 0 {
+					t.Fatalf("without prepared statements: %v", errs)
+				}
+				return
+			}
+			if len(errs) == 0 {
+				t.Fatal("prepared statements worked through PgBouncer 1.18 in transaction mode: if it tracks them now, POSTGRES_PREPARED_STATEMENTS=false is no longer needed there")
+			}
+			var pgErr pgdriver.Error
+			if !errors.As(errs[0], &pgErr) || pgErr.Field('C') != "42P05" || !errors.Is(errs[0], store.ErrSharedSession) {
+				t.Fatalf("error %v, want PostgreSQL's 42P05 (already exists) as store.ErrSharedSession, which names the setting", errs[0])
+			}
+			t.Logf("with prepared statements: %v", errs)
+		})
 	}
 }
