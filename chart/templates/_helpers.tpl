@@ -147,7 +147,19 @@ Args: dict "root" $ "drainDelaySeconds" n.
 - name: POSTGRES_SSLMODE
   value: {{ $v.database.sslmode | quote }}
 - name: POSTGRES_MAX_CONNS
-  value: {{ $v.database.maxConns | quote }}
+  value: {{ get . "maxConns" | default $v.database.maxConns | quote }}
+{{- with $v.database.migrateHost }}
+- name: POSTGRES_MIGRATE_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.database.migratePort }}
+- name: POSTGRES_MIGRATE_PORT
+  value: {{ . | quote }}
+{{- end }}
+{{- if $v.database.pooler.enabled }}
+- name: POSTGRES_PREPARED_STATEMENTS
+  value: "false"
+{{- end }}
 - name: POSTGRES_DIAL_TIMEOUT
   value: {{ $v.database.dialTimeout | quote }}
 - name: POSTGRES_QUERY_TIMEOUT
@@ -325,5 +337,60 @@ Checks across values that the schema cannot express.
 {{- end }}
 {{- if eq (int .Values.plain.metrics.port) (include "users.port" . | int) }}
 {{- fail (printf "plain.metrics.port (%v) must not be the API port; 0 serves /metrics there" .Values.plain.metrics.port) }}
+{{- end }}
+{{- include "users.connectionBudget" . }}
+{{- end }}
+
+{{/*
+Connections the migration Job opens: one holds the lock, one migrates
+(users.env sets its pool to this).
+*/}}
+{{- define "users.migrateConns" -}}2{{- end }}
+
+{{/*
+The connection budget: the most pods this release can run at once, each
+with a pool of database.maxConns, plus the migration Job, must fit what
+PostgreSQL (or, with a pooler, the pooler) accepts. During a rollout the
+old pods run beside the new: a Knative revision at up to maxScale beside
+the next one's minScale (its initial scale), a Deployment's replicas (or
+the HPA's maximum) plus its maxSurge of 1.
+*/}}
+{{- define "users.connectionBudget" -}}
+{{- $d := .Values.database }}
+{{- $k := .Values.knative }}
+{{- $job := 0 }}
+{{- if .Values.migrations.enabled }}{{- $job = include "users.migrateConns" . | int }}{{- end }}
+{{- $ways := "lower database.maxConns" }}
+{{- $pods := 0 }}
+{{- $why := "" }}
+{{- if $k.enabled }}
+{{- if eq (int $k.maxScale) 0 }}
+{{- fail (printf "database connection budget: knative.maxScale 0 lets Knative start any number of pods, each with database.maxConns %v connections, and database.maxConnections is %v: set knative.maxScale, or put a pooler in transaction mode in front and its limit in database.pooler.maxClientConnections (README: Scaling)" $d.maxConns $d.maxConnections) }}
+{{- end }}
+{{- $pods = add $k.maxScale $k.minScale }}
+{{- $why = printf "knative.maxScale %v, plus knative.minScale %v of the next revision during a rollout" $k.maxScale $k.minScale }}
+{{- $ways = "lower database.maxConns or knative.maxScale" }}
+{{- else if .Values.plain.autoscaling.enabled }}
+{{- $pods = add .Values.plain.autoscaling.maxReplicas 1 }}
+{{- $why = printf "plain.autoscaling.maxReplicas %v, plus 1 surge pod during a rollout" .Values.plain.autoscaling.maxReplicas }}
+{{- $ways = "lower database.maxConns or plain.autoscaling.maxReplicas" }}
+{{- else }}
+{{- $pods = add .Values.plain.replicas 1 }}
+{{- $why = printf "plain.replicas %v, plus 1 surge pod during a rollout" .Values.plain.replicas }}
+{{- $ways = "lower database.maxConns or plain.replicas" }}
+{{- end }}
+{{- $web := mul $pods $d.maxConns }}
+{{- if $d.pooler.enabled }}
+{{- if not $d.migrateHost }}
+{{- fail "database.pooler.enabled: set database.migrateHost (and migratePort) to PostgreSQL itself; migrations hold a session advisory lock, which a pooler in transaction mode cannot keep, and `users migrate` refuses to run through one" }}
+{{- end }}
+{{- if gt (int $web) (int $d.pooler.maxClientConnections) }}
+{{- fail (printf "database connection budget: up to %v pods (%s) × database.maxConns %v = %v client connections, more than the pooler accepts (database.pooler.maxClientConnections %v): %s, or raise the pooler's max_client_conn" $pods $why $d.maxConns $web $d.pooler.maxClientConnections $ways) }}
+{{- end }}
+{{- if gt (int $job) (int $d.maxConnections) }}
+{{- fail (printf "database connection budget: the migration Job needs %v connections to PostgreSQL, more than database.maxConnections %v" $job $d.maxConnections) }}
+{{- end }}
+{{- else if gt (int (add $web $job)) (int $d.maxConnections) }}
+{{- fail (printf "database connection budget: up to %v pods (%s) × database.maxConns %v + %v for the migration Job = %v connections, more than database.maxConnections %v: %s, or put a pooler in transaction mode in front (database.pooler.enabled; README: Scaling)" $pods $why $d.maxConns $job (add $web $job) $d.maxConnections $ways) }}
 {{- end }}
 {{- end }}

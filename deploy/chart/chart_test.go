@@ -144,12 +144,21 @@ func loadChart(t *testing.T) *chart.Chart {
 	return ch
 }
 
-// render does what `helm template` does: values as --set gives them,
-// schema validation, strict rendering (a missing value is an error), and
-// Helm's own split into hooks and ordinary resources.
+// render does what `helm template` does: values as -f and --set give
+// them (a set "-f=FILE" reads a values file, relative to the chart), schema
+// validation, strict rendering (a missing value is an error), and Helm's
+// own split into hooks and ordinary resources.
 func render(ch *chart.Chart, sets []string) (rendering, error) {
 	vals := map[string]any{}
 	for _, s := range sets {
+		if file, ok := strings.CutPrefix(s, "-f="); ok {
+			v, err := chartutil.ReadValuesFile(filepath.Join(chartDir, file))
+			if err != nil {
+				return rendering{}, err
+			}
+			vals = chartutil.CoalesceTables(vals, v.AsMap())
+			continue
+		}
 		if err := strvals.ParseInto(s, vals); err != nil {
 			return rendering{}, fmt.Errorf("--set %s: %w", s, err)
 		}
@@ -262,6 +271,9 @@ type chartCase struct {
 	knative   bool
 	image     string // the image every container must run
 	ownSecret bool   // the chart renders the password Secret
+	// pooler: the values put a pooler in transaction mode in front, and
+	// the binary is run through a real PgBouncer.
+	pooler bool
 }
 
 func cases() []chartCase {
@@ -275,7 +287,7 @@ func cases() []chartCase {
 			sets: []string{
 				"database.existingSecret=", "database.password=not-a-real-one",
 				"image.repository=registry.example.org/platform/users-api", "image.tag=2.0.1",
-				"knative.minScale=3", "knative.maxScale=0", "knative.clusterLocal=true",
+				"knative.minScale=3", "knative.maxScale=8", "knative.clusterLocal=true",
 				"eventing.trigger.enabled=true", "networkPolicy.enabled=true",
 				"database.port=6543", "database.sslmode=verify-full",
 				"serviceAccount.create=false", "serviceAccount.name=shared",
@@ -295,6 +307,13 @@ func cases() []chartCase {
 				"app.shutdownTimeoutSeconds=7", "app.logLevel=debug",
 			},
 			image: "localhost:5000/users@" + digest,
+		},
+		{
+			name:    "knative behind a pooler (examples/values-pooler.yaml)",
+			knative: true,
+			sets:    []string{"-f=examples/values-pooler.yaml"},
+			image:   "registry.gitlab.com/example/users:0.1.0",
+			pooler:  true,
 		},
 		{
 			name: "plain observability",
@@ -368,10 +387,18 @@ func TestChartContract(t *testing.T) {
 			checkServiceAccount(t, r, w.pod)
 			checkWebSecret(t, r, webSecret, tc.ownSecret)
 			job, jobEnv := checkMigrationJob(t, r, tc.image, img.uid, tc.ownSecret)
-			for _, k := range []string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DATABASE", "POSTGRES_USERNAME", "POSTGRES_SSLMODE"} {
+			for _, k := range []string{"POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DATABASE", "POSTGRES_USERNAME", "POSTGRES_SSLMODE",
+				"POSTGRES_MIGRATE_HOST", "POSTGRES_MIGRATE_PORT"} {
 				if jobEnv[k] != webEnv[k] {
 					t.Errorf("migration Job %s = %q, web pods %q: they must use the same database", k, jobEnv[k], webEnv[k])
 				}
+			}
+			if jobCfg := loadConfig(t, jobEnv); jobCfg.Database.MaxConns != 2 {
+				t.Errorf("migration Job POSTGRES_MAX_CONNS %d, want the 2 the connection budget counts", jobCfg.Database.MaxConns)
+			}
+			if m := cfg.Database.Migration(); tc.pooler != (m.Host != cfg.Database.Host) || tc.pooler == cfg.Database.PreparedStatements {
+				t.Errorf("pooler %v: migrations at %s (web pods at %s), prepared statements %v",
+					tc.pooler, m.Host, cfg.Database.Host, cfg.Database.PreparedStatements)
 			}
 			testPod := checkTestPod(t, r, w, tc.image, img.uid)
 			trig, hasTrigger := checkTrigger(t, r, w)
@@ -391,7 +418,11 @@ func TestChartContract(t *testing.T) {
 			}
 
 			// Now run what the containers would run.
-			env := binaryEnv(t, webEnv, pgtest.New(t))
+			db := pgtest.New(t)
+			if tc.pooler {
+				db = pgtest.StartBouncer(t, pgtest.Server(t), pgtest.Transaction, 2).Database(db)
+			}
+			env := binaryEnv(t, webEnv, db)
 			if code, out := run(t, job.Args, env); code != 0 {
 				t.Fatalf("migration Job args %q exited %d:\n%s", job.Args, code, out)
 			}
@@ -1009,7 +1040,8 @@ func binaryEnv(t *testing.T, chartEnv map[string]string, db config.Database) map
 	t.Helper()
 	env := maps.Clone(chartEnv)
 	for k, v := range pgtest.Env(db) {
-		if k == "POSTGRES_PASSWORD" {
+		// The chart's choice of prepared statements is what is tested.
+		if k == "POSTGRES_PASSWORD" || k == "POSTGRES_PREPARED_STATEMENTS" {
 			continue
 		}
 		env[k] = v
@@ -1239,6 +1271,18 @@ func TestValuesRejected(t *testing.T) {
 		{[]string{"monitoring.rules.alertLabels.severity=page"}, "/monitoring/rules/alertLabels"},
 		{[]string{"monitoring.rules.alertLabels.bad-name=x"}, "bad-name"},
 		{[]string{"monitoring.rules.latency.read.objective=99"}, "read"},
+		// The connection budget: the message says the numbers and the ways out.
+		{[]string{"database.maxConns=10"}, "up to 12 pods (knative.maxScale 10, plus knative.minScale 2 of the next revision during a rollout) × database.maxConns 10 + 2 for the migration Job = 122 connections, more than database.maxConnections 97: lower database.maxConns or knative.maxScale, or put a pooler in transaction mode in front (database.pooler.enabled"},
+		{[]string{"database.maxConnections=61"}, "= 62 connections, more than database.maxConnections 61"},
+		{[]string{"knative.maxScale=0"}, "knative.maxScale 0 lets Knative start any number of pods"},
+		{[]string{"knative.enabled=false", "plain.replicas=19"}, "up to 20 pods (plain.replicas 19, plus 1 surge pod during a rollout) × database.maxConns 5 + 2 for the migration Job = 102 connections"},
+		{[]string{"knative.enabled=false", "plain.autoscaling.enabled=true", "plain.autoscaling.maxReplicas=19"}, "lower database.maxConns or plain.autoscaling.maxReplicas, or put a pooler"},
+		{[]string{"database.pooler.enabled=true"}, "set database.migrateHost"},
+		{[]string{"-f=examples/values-pooler.yaml", "knative.maxScale=99"}, "× database.maxConns 10 = 1010 client connections, more than the pooler accepts (database.pooler.maxClientConnections 1000)"},
+		{[]string{"-f=examples/values-pooler.yaml", "database.maxConnections=1"}, "/database/maxConnections"},
+		{[]string{"database.pooler.mode=session"}, "mode"},
+		{[]string{"database.migratePort=-1"}, "/database/migratePort"},
+		{[]string{"database.migrateHost=not a host"}, "/database/migrateHost"},
 		// Pod Security "restricted" cannot be switched off from values.
 		{[]string{"podSecurityContext.runAsNonRoot=false"}, "/podSecurityContext/runAsNonRoot"},
 		{[]string{"podSecurityContext.runAsUser=0"}, "/podSecurityContext/runAsUser"},

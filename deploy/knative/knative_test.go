@@ -60,9 +60,10 @@ func valueSets() []valueSet {
 			"networkPolicy.enabled=true", "eventing.trigger.enabled=true",
 			"plain.autoscaling.enabled=true", "plain.metrics.port=9090",
 			"app.debugAddr=:6060", "otel.endpoint=http://otel-collector:4318",
+			"database.pooler.enabled=true", "database.migrateHost=postgresql-direct",
 			// deploy/chart's "knative custom".
 			"image.repository=registry.example.org/platform/users-api", "image.tag=2.0.1",
-			"knative.minScale=3", "knative.maxScale=0", "knative.clusterLocal=true",
+			"knative.minScale=3", "knative.maxScale=8", "knative.clusterLocal=true",
 			"database.port=6543", "database.sslmode=verify-full",
 			"serviceAccount.create=false", "serviceAccount.name=shared",
 			// The rest of what reaches the revision template.
@@ -87,11 +88,14 @@ func valueSets() []valueSet {
 		{name: "schema maxima", sets: []string{
 			"knative.containerConcurrency=1000", "knative.timeoutSeconds=600",
 			"knative.minScale=1000", "knative.maxScale=1000",
+			// 2000 pods' pools need a pooler (the chart's connection budget).
+			"database.pooler.enabled=true", "database.migrateHost=postgresql-direct",
+			"database.pooler.maxClientConnections=10000",
 			"fullnameOverride=" + strings.Repeat("users-", 8) + "a",
 		}},
 		{name: "schema minima", sets: []string{
 			"knative.containerConcurrency=0", "knative.timeoutSeconds=1",
-			"knative.minScale=2", "knative.maxScale=0",
+			"knative.minScale=2", "knative.maxScale=2",
 		}},
 	}
 }
