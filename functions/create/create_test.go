@@ -177,3 +177,126 @@ func TestDatabaseDownIs503(t *testing.T) {
 		t.Error("503 without Retry-After")
 	}
 }
+
+// keyed is a POST /user with Idempotency-Key values keys; it returns the
+// status, the headers and the body.
+func keyed(t *testing.T, url, body string, keys ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/user", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for _, k := range keys {
+		req.Header.Add("Idempotency-Key", k)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// TestIdempotencyKey: a retry with the key and body gets the first answer
+// (status, body, Location) and creates nothing; the key in either of the
+// draft's spellings is one key; another body is 422; a bad key is 400
+// naming the header, and changes nothing.
+func TestIdempotencyKey(t *testing.T) {
+	srv, db, _ := testenv.Service(t, nil)
+	const alice = `{"username":"alice","email":"alice@example.com"}`
+	status, h, first := keyed(t, srv.URL, alice, "8e03978e-40d5-43e8-bc93-6894a57f9324")
+	if status != http.StatusCreated || h.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first: %d %v %s", status, h, first)
+	}
+	loc := h.Get("Location")
+	for _, tt := range []struct {
+		name, body, key string
+		status          int
+		problemType     string
+	}{
+		{"retry", alice, "8e03978e-40d5-43e8-bc93-6894a57f9324", http.StatusCreated, ""},
+		{"retry, the key as a Structured Field string", alice, `"8e03978e-40d5-43e8-bc93-6894a57f9324"`, http.StatusCreated, ""},
+		{"retry, the same user in other JSON", `{ "email": "alice@example.com", "username": "alice" }`, "8e03978e-40d5-43e8-bc93-6894a57f9324", http.StatusCreated, ""},
+		{"same key, another body", `{"username":"bob","email":"bob@example.com"}`, "8e03978e-40d5-43e8-bc93-6894a57f9324", http.StatusUnprocessableEntity, "urn:problem:users:idempotency-key-reused"},
+		{"empty key", alice, "", http.StatusBadRequest, "urn:problem:users:validation"},
+		{"empty string key", alice, `""`, http.StatusBadRequest, "urn:problem:users:validation"},
+		{"key with a space", alice, "a b", http.StatusBadRequest, "urn:problem:users:validation"},
+		{"key with non-ASCII", alice, "caf\u00e9", http.StatusBadRequest, "urn:problem:users:validation"},
+		{"key over 255 characters", alice, strings.Repeat("k", 256), http.StatusBadRequest, "urn:problem:users:validation"},
+		{"string with a bare quote", alice, `"a"b"`, http.StatusBadRequest, "urn:problem:users:validation"},
+		{"string with a bad escape", alice, `"a\nb"`, http.StatusBadRequest, "urn:problem:users:validation"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, h, body := keyed(t, srv.URL, tt.body, tt.key)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			if tt.status == http.StatusCreated {
+				if body != first || h.Get("Location") != loc || h.Get("Idempotent-Replayed") != "true" {
+					t.Fatalf("replay: %s, Location %q, Idempotent-Replayed %q; want %s, %q, true", body, h.Get("Location"), h.Get("Idempotent-Replayed"), first, loc)
+				}
+				return
+			}
+			var p testenv.Problem
+			if err := json.Unmarshal([]byte(body), &p); err != nil || p.Type != tt.problemType {
+				t.Fatalf("problem %s, want type %s", body, tt.problemType)
+			}
+			if tt.status == http.StatusBadRequest && (len(p.Errors) != 1 || p.Errors[0].Field != "Idempotency-Key") {
+				t.Errorf("400 does not name the header: %s", body)
+			}
+		})
+	}
+	if status, _, body := keyed(t, srv.URL, alice, "one", "two"); status != http.StatusBadRequest {
+		t.Errorf("two Idempotency-Key fields: %d %s, want 400", status, body)
+	}
+	if n := testenv.CountUsers(t, db); n != 1 {
+		t.Fatalf("%d users, want 1", n)
+	}
+	// A new key is a new request: alice is taken.
+	if status, _, body := keyed(t, srv.URL, alice, "another"); status != http.StatusConflict || !strings.Contains(body, "urn:problem:users:conflict") {
+		t.Fatalf("new key, taken name: %d %s", status, body)
+	}
+}
+
+// TestIdempotencyKeyConcurrentRetries: 100 requests with one key at once
+// create one user and get 100 identical answers, the first one's.
+func TestIdempotencyKeyConcurrentRetries(t *testing.T) {
+	srv, db, _ := testenv.Service(t, nil)
+	const n = 100
+	type answer struct {
+		status   int
+		location string
+		body     string
+	}
+	answers := make(chan answer, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			status, h, body := keyed(t, srv.URL, `{"username":"race","email":"race@example.com"}`, "one-key")
+			answers <- answer{status, h.Get("Location"), body}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	var first *answer
+	for a := range answers {
+		if a.status != http.StatusCreated {
+			t.Fatalf("answer %d %s, want 201", a.status, a.body)
+		}
+		if first == nil {
+			first = &a
+		} else if a != *first {
+			t.Fatalf("answers differ: %+v and %+v", a, *first)
+		}
+	}
+	if rows := testenv.CountUsers(t, db); rows != 1 {
+		t.Fatalf("%d users, want 1", rows)
+	}
+}

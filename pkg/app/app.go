@@ -59,6 +59,8 @@ type Function struct {
 	router  *server.Router
 	tel     *telemetry.Telemetry
 	side    []*http.Server // METRICS_ADDR's and DEBUG_ADDR's
+	// stopSweep stops sweepKeys and waits for it.
+	stopSweep func()
 }
 
 // New returns a Function that logs JSON to w. It serves 503 until Start.
@@ -163,7 +165,10 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	}
 	// The store's bound is also the request's for every route but the
 	// list: one timer per request instead of two (docs/performance.md).
-	users := store.New(db, min(cfg.Database.QueryTimeout, cfg.HTTP.RequestTimeout))
+	bound := min(cfg.Database.QueryTimeout, cfg.HTTP.RequestTimeout)
+	// A retry whose key's first request is still running waits for it up
+	// to half the bound, so it gets a 409 before its own time is up.
+	users := store.New(db, bound).WithIdempotency(store.Idempotency{TTL: cfg.IdempotencyKeyTTL, Wait: bound / 2})
 	if hook != nil {
 		users = users.WithQueryHook(hook)
 	}
@@ -243,11 +248,52 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 		)
 	}
 
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepKeys(sweepCtx, users, f.logger)
+	}()
+	f.stopSweep = func() { stopSweep(); <-swept }
+
 	f.db, f.checker, f.router, f.tel, f.side = db, checker, rt, tel, side
 	f.handler.Store(&h)
 	f.logger.Info("started", slog.Any("database", cfg.Database),
 		slog.String("traces_to", topts.TracesURL), slog.String("metrics_to", topts.MetricsURL))
 	return nil
+}
+
+// sweepEvery is how often expired idempotency keys are deleted; keys past
+// their TTL are ignored whether deleted or not, so this only bounds the
+// table's size.
+const sweepEvery = time.Minute
+
+// sweepKeys deletes expired idempotency keys every sweepEvery until ctx
+// ends, in batches of 1000 that each take one connection for one short
+// statement, so requests never wait behind it for long. Every pod runs it;
+// the batches skip rows another pod is deleting.
+func sweepKeys(ctx context.Context, users *store.Store, logger *slog.Logger) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := users.DeleteExpiredKeys(ctx, 1000)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn("deleting expired idempotency keys failed", slog.String("error", err.Error()))
+				}
+				break
+			}
+			if n < 1000 {
+				break
+			}
+		}
+	}
 }
 
 // MetricsPath is where the Prometheus metrics are served.
@@ -363,6 +409,7 @@ func (f *Function) Stop(ctx context.Context) error {
 	if f.db == nil {
 		return nil
 	}
+	f.stopSweep()
 	err := f.db.Close()
 	for _, s := range f.side {
 		err = errors.Join(err, s.Close())

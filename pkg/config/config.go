@@ -45,6 +45,10 @@ type Config struct {
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
 	// MigrateTimeout bounds one `users migrate` run, lock wait included.
 	MigrateTimeout time.Duration `env:"MIGRATE_TIMEOUT" envDefault:"5m"`
+	// IdempotencyKeyTTL is how long an Idempotency-Key of POST /user is
+	// kept: a retry within it gets the first answer, one after it is a
+	// new request.
+	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
 }
 
 // Database holds the PostgreSQL connection settings. The variable names
@@ -385,6 +389,7 @@ func (c *Config) check() []Problem {
 	p = append(p, c.Telemetry.check()...)
 	return append(p, broken([]rule{
 		{c.MigrateTimeout <= 0, "MIGRATE_TIMEOUT", positive},
+		{c.IdempotencyKeyTTL < time.Minute, "IDEMPOTENCY_KEY_TTL", "must be a duration of at least 1m, such as 24h"},
 	})...)
 }
 

@@ -62,6 +62,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"drain", with("SHUTDOWN_DRAIN_DELAY", "soon"), []string{"SHUTDOWN_DRAIN_DELAY"}},
 		{"timeout", with("POSTGRES_QUERY_TIMEOUT", "0s"), []string{"POSTGRES_QUERY_TIMEOUT"}},
 		{"pool", with("POSTGRES_MAX_CONNS", "0"), []string{"POSTGRES_MAX_CONNS"}},
+		{"idempotency key ttl", with("IDEMPOTENCY_KEY_TTL", "30s"), []string{"IDEMPOTENCY_KEY_TTL"}},
 		{"migrate port", with("POSTGRES_MIGRATE_PORT", "65536"), []string{"POSTGRES_MIGRATE_PORT"}},
 		{"migrate port text", with("POSTGRES_MIGRATE_PORT", "direct"), []string{"POSTGRES_MIGRATE_PORT"}},
 		{"password file missing", with("POSTGRES_PASSWORD_FILE", "/nonexistent/pw"), []string{"POSTGRES_PASSWORD_FILE"}},

@@ -40,6 +40,8 @@ const (
 	TypeValidation  = "urn:problem:users:validation"
 	TypeConflict    = "urn:problem:users:conflict"
 	TypeUnavailable = "urn:problem:users:unavailable"
+	TypeKeyReused   = "urn:problem:users:idempotency-key-reused"
+	TypeKeyInUse    = "urn:problem:users:idempotency-key-in-use"
 )
 
 // New returns a problem of the generic type for status.
@@ -52,7 +54,7 @@ func Write(w http.ResponseWriter, p *Problem) {
 	h := w.Header()
 	h.Set("Content-Type", ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
-	if p.Status == http.StatusServiceUnavailable {
+	if p.Status == http.StatusServiceUnavailable || p.Type == TypeKeyInUse {
 		h.Set("Retry-After", "1")
 	}
 	b, _ := json.Marshal(p) // a Problem always marshals
@@ -69,6 +71,8 @@ type Statuses struct {
 	NotFound    int // user.ErrNotFound
 	Taken       int // *user.TakenError
 	Unavailable int // user.ErrUnavailable (user.ErrSchema among them), or a deadline passed waiting for it
+	KeyReused   int // user.ErrKeyReused
+	KeyInUse    int // user.ErrKeyInUse
 }
 
 // From maps err to the problem a client of the HTTP API gets.
@@ -78,6 +82,11 @@ func From(err error) *Problem {
 		NotFound:    http.StatusNotFound,
 		Taken:       http.StatusConflict,
 		Unavailable: http.StatusServiceUnavailable,
+		// The IETF httpapi draft's choices: the key's request is
+		// understood but cannot be processed with this body (422); the
+		// first one has not finished (409).
+		KeyReused: http.StatusUnprocessableEntity,
+		KeyInUse:  http.StatusConflict,
 	})
 }
 
@@ -98,6 +107,12 @@ func For(err error, s Statuses) *Problem {
 			Errors: []user.FieldError{{Field: taken.Field, Message: "is already taken"}}}
 	case errors.Is(err, user.ErrNotFound):
 		p = &Problem{Type: "about:blank", Status: s.NotFound, Detail: "no such user"}
+	case errors.Is(err, user.ErrKeyReused):
+		p = &Problem{Type: TypeKeyReused, Status: s.KeyReused,
+			Detail: "this Idempotency-Key created a user from another body; use a new key for a new user"}
+	case errors.Is(err, user.ErrKeyInUse):
+		p = &Problem{Type: TypeKeyInUse, Status: s.KeyInUse,
+			Detail: "the first request with this Idempotency-Key is still being processed; retry it later"}
 	case errors.Is(err, user.ErrSchema):
 		// Before ErrUnavailable, which it wraps: the operator needs to know
 		// that waiting will not help until the migrations run.

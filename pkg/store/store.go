@@ -41,6 +41,7 @@ type Store struct {
 	// while later ones were served. A channel's blocked senders go first
 	// come, first served. Nil when the pool is unbounded.
 	turns chan struct{}
+	keys  Idempotency
 }
 
 // WithQueryHook returns a Store whose statements are reported to hook,
@@ -76,7 +77,7 @@ func (s *Store) observe(ctx context.Context, query string) (context.Context, fun
 // ones waited a multiple of it. A timeout of 0 adds no bound. Calls queue
 // for db's connections in the order they arrive (see Store.turns).
 func New(db *bun.DB, timeout time.Duration) *Store {
-	s := &Store{db: db, timeout: timeout}
+	s := &Store{db: db, timeout: timeout, keys: Idempotency{TTL: 24 * time.Hour, Wait: 2 * time.Second}}
 	if n := db.DB.Stats().MaxOpenConnections; n > 0 {
 		s.turns = make(chan struct{}, n)
 	}

@@ -24,6 +24,12 @@ var (
 	// succeed once `users migrate up` has run, so code that knows only
 	// ErrUnavailable still answers it as unavailable rather than as a bug.
 	ErrSchema = fmt.Errorf("%w: schema not migrated", ErrUnavailable)
+	// ErrKeyReused: an idempotency key that created a user is sent again
+	// with another new user.
+	ErrKeyReused = errors.New("idempotency key was used for another new user")
+	// ErrKeyInUse: the first request with an idempotency key is still
+	// being processed; a retry later gets its answer.
+	ErrKeyInUse = errors.New("a request with this idempotency key is still being processed")
 )
 
 // TakenError says which unique field of a new user another user already
