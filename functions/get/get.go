@@ -3,14 +3,12 @@ package get
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
+	"github.com/example/users/pkg/etag"
 	"github.com/example/users/pkg/problem"
 	"github.com/example/users/pkg/user"
 )
@@ -46,36 +44,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _ := json.Marshal(u) // a User always marshals
 	b = append(b, '\n')
-	tag := etag(b)
+	tag := etag.Of(b)
 	w.Header().Set("ETag", tag)
-	if noneMatch(r.Header.Values("If-None-Match"), tag) {
+	if etag.NoneMatch(r.Header.Values("If-None-Match"), tag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)
-}
-
-// etag is a strong validator of body: the same bytes, the same tag. A
-// user's row never changes once written, but deriving the tag from what
-// is sent keeps it right if one ever does, or if the JSON does.
-func etag(body []byte) string {
-	sum := sha256.Sum256(body)
-	return `"` + hex.EncodeToString(sum[:16]) + `"`
-}
-
-// noneMatch reports whether an If-None-Match field (its values, each a
-// comma-separated list of entity tags, or "*") names tag. RFC 9110
-// compares them weakly here, so W/"x" matches "x".
-func noneMatch(fields []string, tag string) bool {
-	for _, f := range fields {
-		for t := range strings.SplitSeq(f, ",") {
-			t = strings.TrimSpace(t)
-			if t == "*" || strings.TrimPrefix(t, "W/") == tag {
-				return true
-			}
-		}
-	}
-	return false
 }

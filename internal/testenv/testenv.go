@@ -48,6 +48,7 @@ func Config(tb testing.TB, cfg config.Database) config.Config {
 
 // Service starts the composed service over a fresh migrated database and
 // returns it behind an httptest server, with the database for checks.
+// Every exchange with it is checked against api/openapi.yaml (OpenAPI).
 // Logs go to w (nil: discarded).
 func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Function) {
 	tb.Helper()
@@ -59,7 +60,7 @@ func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Functi
 	if err := fn.StartConfig(context.Background(), Config(tb, cfg)); err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(fn)
+	srv := httptest.NewServer(OpenAPI(tb, fn))
 	tb.Cleanup(func() {
 		srv.Close()
 		_ = fn.Stop(context.Background())

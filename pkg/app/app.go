@@ -26,6 +26,7 @@ import (
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/example/users/api"
 	"github.com/example/users/functions/create"
 	"github.com/example/users/functions/events"
 	"github.com/example/users/functions/get"
@@ -207,6 +208,7 @@ func (f *Function) StartTelemetry(ctx context.Context, cfg config.Config, extra 
 	rt.Handle(http.MethodPost, "/user", create.New(users, f.logger))
 	rt.Handle(http.MethodGet, "/user/{id}", get.New(users, f.logger))
 	rt.Handle(http.MethodPost, "/{$}", ev)
+	rt.Handle(http.MethodGet, "/openapi.yaml", api.Handler())
 	if cfg.Telemetry.MetricsAddr == "" {
 		rt.Handle(http.MethodGet, MetricsPath, tel.Metrics)
 	} else {

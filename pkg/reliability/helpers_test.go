@@ -69,7 +69,10 @@ func serveAppLogs(t *testing.T, cfg config.Database, env map[string]string) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(fn, fn.Logger())
+	// Inside server.New, so the production http.Server still answers what
+	// never reaches a handler (oversized headers, malformed requests), and
+	// everything that does is checked against api/openapi.yaml.
+	srv := server.New(testenv.OpenAPI(t, fn), fn.Logger())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

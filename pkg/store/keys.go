@@ -34,7 +34,7 @@ func (s *Store) WithIdempotency(o Idempotency) *Store {
 // only wait for each other. It is a transaction's, so it holds through a
 // pooler in transaction mode.
 const (
-	readKey      = `SELECT k.fingerprint, u.id, u.username, u.email, u.created_at
+	readKey = `SELECT k.fingerprint, u.id, u.username, u.email, u.created_at
 	FROM idempotency_keys k JOIN users u ON u.id = k.user_id
 	WHERE k.key = $1 AND k.created_at > now() - $2::float8 * interval '1 second'`
 	keyWait   = `SELECT set_config('lock_timeout', $1, true)`
