@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -9,10 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/syncbuf"
 	"github.com/example/users/pkg/config"
 )
 
@@ -29,7 +28,7 @@ type Bouncer struct {
 	// PoolSize is PgBouncer's default_pool_size: server connections per
 	// database and user, shared by all of its clients.
 	PoolSize int
-	log      *syncBuffer
+	log      *syncbuf.Buffer
 }
 
 // Pool modes of PgBouncer that the tests use.
@@ -72,7 +71,7 @@ func StartBouncer(tb testing.TB, server config.Database, mode string, poolSize i
 	}
 	users := filepath.Join(dir, "users.txt")
 	write(tb, users, fmt.Sprintf("%q %q\n", server.User, server.Password))
-	b := &Bouncer{PoolSize: poolSize, log: &syncBuffer{}}
+	b := &Bouncer{PoolSize: poolSize, log: &syncbuf.Buffer{}}
 	for attempt := 0; ; attempt++ {
 		b.Port = freePort(tb)
 		ini := filepath.Join(dir, "pgbouncer.ini")
@@ -168,23 +167,4 @@ func write(tb testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil { //nolint:gosec // PgBouncer's user must read it
 		tb.Fatal(err)
 	}
-}
-
-// syncBuffer is PgBouncer's log, written by the process's pipe copier
-// while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

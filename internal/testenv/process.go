@@ -1,40 +1,17 @@
 package testenv
 
 import (
-	"bytes"
 	"net"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/example/users/internal/syncbuf"
 )
 
 // Logs collects what a server writes from its own goroutine (or a child
 // process's output) while the test reads it.
-type Logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *Logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (l *Logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// Bytes returns a copy of everything written so far.
-func (l *Logs) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.buf.Bytes())
-}
+type Logs = syncbuf.Buffer
 
 // Binary builds the users command, as CI and the image do, into a
 // temporary directory and returns its path.
