@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/store"
 	"github.com/example/users/pkg/user"
@@ -17,10 +19,17 @@ import (
 // alone hands a freed connection to a waiter picked at random (with 8
 // waiters, in order once in 40320 runs), so one can lose every draw until
 // its timeout while later arrivals are served.
+//
+// The order is the one the statements ended in, which the query hook sees
+// while the call still holds its turn (and the one connection), so the
+// test does not depend on how the waiters' goroutines are scheduled after
+// they return (it failed once that way: a waiter served second was
+// recorded third).
 func TestCallsQueueInOrder(t *testing.T) {
 	db, cfg := testenv.DB(t)
 	db.SetMaxOpenConns(1)
-	s := store.New(db, cfg.QueryTimeout)
+	rec := &orderHook{}
+	s := store.New(db, cfg.QueryTimeout).WithQueryHook(rec)
 	ctx := context.Background()
 	u, err := s.Create(ctx, user.New{Username: "first", Email: "first@example.com"})
 	if err != nil {
@@ -40,30 +49,51 @@ func TestCallsQueueInOrder(t *testing.T) {
 	<-holding
 
 	const waiters = 8
-	var (
-		mu    sync.Mutex
-		order []int
-		wg    sync.WaitGroup
-	)
+	var wg sync.WaitGroup
 	for i := range waiters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.Get(ctx, u.ID); err != nil {
+			if _, err := s.Get(context.WithValue(ctx, waiterKey{}, i), u.ID); err != nil {
 				t.Errorf("waiter %d: %v", i, err)
 			}
-			mu.Lock()
-			order = append(order, i)
-			mu.Unlock()
 		}()
 		// Long enough for the waiter to be queued before the next comes.
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(release)
 	wg.Wait()
+	order := rec.order()
+	if len(order) != waiters {
+		t.Fatalf("%d waiters' statements seen, want %d", len(order), waiters)
+	}
 	for i, got := range order {
 		if got != i {
 			t.Fatalf("waiters served in the order %v, want the order they came in", order)
 		}
 	}
+}
+
+type waiterKey struct{}
+
+// orderHook records the waiter of each statement as it ends.
+type orderHook struct {
+	mu   sync.Mutex
+	seen []int
+}
+
+func (h *orderHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (h *orderHook) AfterQuery(ctx context.Context, _ *bun.QueryEvent) {
+	if i, ok := ctx.Value(waiterKey{}).(int); ok {
+		h.mu.Lock()
+		h.seen = append(h.seen, i)
+		h.mu.Unlock()
+	}
+}
+
+func (h *orderHook) order() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]int(nil), h.seen...)
 }
