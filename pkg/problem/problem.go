@@ -29,6 +29,9 @@ type Problem struct {
 	Status int               `json:"status"`
 	Detail string            `json:"detail,omitempty"`
 	Errors []user.FieldError `json:"errors,omitempty"`
+	// RetryAfter, when positive, is sent as Retry-After (seconds): the
+	// same request may succeed that much later.
+	RetryAfter int `json:"-"`
 }
 
 func (p *Problem) Error() string {
@@ -44,9 +47,14 @@ const (
 	TypeKeyInUse    = "urn:problem:users:idempotency-key-in-use"
 )
 
-// New returns a problem of the generic type for status.
+// New returns a problem of the generic type for status; a 503 says to
+// retry in a second.
 func New(status int, detail string) *Problem {
-	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+	p := &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+	if status == http.StatusServiceUnavailable {
+		p.RetryAfter = 1
+	}
+	return p
 }
 
 // Write sends p as the response.
@@ -54,8 +62,8 @@ func Write(w http.ResponseWriter, p *Problem) {
 	h := w.Header()
 	h.Set("Content-Type", ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
-	if p.Status == http.StatusServiceUnavailable || p.Type == TypeKeyInUse {
-		h.Set("Retry-After", "1")
+	if p.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(p.RetryAfter))
 	}
 	b, _ := json.Marshal(p) // a Problem always marshals
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
@@ -111,14 +119,14 @@ func For(err error, s Statuses) *Problem {
 		p = &Problem{Type: TypeKeyReused, Status: s.KeyReused,
 			Detail: "this Idempotency-Key created a user from another body; use a new key for a new user"}
 	case errors.Is(err, user.ErrKeyInUse):
-		p = &Problem{Type: TypeKeyInUse, Status: s.KeyInUse,
+		p = &Problem{Type: TypeKeyInUse, Status: s.KeyInUse, RetryAfter: 1,
 			Detail: "the first request with this Idempotency-Key is still being processed; retry it later"}
 	case errors.Is(err, user.ErrSchema):
 		// Before ErrUnavailable, which it wraps: the operator needs to know
 		// that waiting will not help until the migrations run.
-		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, Detail: "the database schema is not migrated; run `users migrate up`"}
+		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, RetryAfter: 1, Detail: "the database schema is not migrated; run `users migrate up`"}
 	case errors.Is(err, user.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, Detail: "the database is unavailable; retry later"}
+		p = &Problem{Type: TypeUnavailable, Status: s.Unavailable, RetryAfter: 1, Detail: "the database is unavailable; retry later"}
 	}
 	if p == nil || p.Status == 0 {
 		return New(http.StatusInternalServerError, "internal error")

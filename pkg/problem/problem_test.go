@@ -87,18 +87,24 @@ func TestForOtherTable(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	tests := []struct {
+		name       string
+		p          *problem.Problem
 		status     int
 		retryAfter string
 	}{
-		{http.StatusBadRequest, ""},
-		{http.StatusNotFound, ""},
-		{http.StatusInternalServerError, ""},
-		{http.StatusServiceUnavailable, "1"},
+		{"400", problem.New(http.StatusBadRequest, "why"), http.StatusBadRequest, ""},
+		{"404", problem.New(http.StatusNotFound, "why"), http.StatusNotFound, ""},
+		{"500", problem.New(http.StatusInternalServerError, "why"), http.StatusInternalServerError, ""},
+		{"503", problem.New(http.StatusServiceUnavailable, "why"), http.StatusServiceUnavailable, "1"},
+		{"unavailable", problem.From(user.ErrUnavailable), http.StatusServiceUnavailable, "1"},
+		{"key in use", problem.From(user.ErrKeyInUse), http.StatusConflict, "1"},
+		{"taken", problem.From(&user.TakenError{Field: "email"}), http.StatusConflict, ""},
+		{"key reused", problem.From(user.ErrKeyReused), http.StatusUnprocessableEntity, ""},
 	}
 	for _, tt := range tests {
-		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			problem.Write(rec, problem.New(tt.status, "why"))
+			problem.Write(rec, tt.p)
 			h := rec.Header()
 			if rec.Code != tt.status || h.Get("Content-Type") != problem.ContentType || h.Get("X-Content-Type-Options") != "nosniff" {
 				t.Errorf("status %d, headers %v", rec.Code, h)
