@@ -39,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
@@ -125,7 +126,7 @@ func TestFuncBuild(t *testing.T) {
 	// New() does not migrate: on an empty database the function is alive
 	// but not ready until `users migrate up` has run.
 	db := pgtest.New(t)
-	port := testenv.FreePort(t)
+	port := loopback.FreePort(t)
 	env := imageEnv(cfg.Env, db, port)
 	p := startProcess(t, bin, t.TempDir(), env)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -155,7 +156,7 @@ func TestFuncRun(t *testing.T) {
 	before := snapshot(t, dir)
 
 	_, db := testenv.DB(t)
-	port := testenv.FreePort(t)
+	port := loopback.FreePort(t)
 	args := []string{"run", "--builder=host", "--address", "127.0.0.1:" + strconv.Itoa(port)}
 	// -e overrides func.yaml's run.envs, which func run puts after (so
 	// above) the caller's own environment.

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 )
@@ -72,7 +73,7 @@ func TestOtelcol(t *testing.T) {
 
 	// The collector, on a free loopback port, writing each signal to a file.
 	dir := t.TempDir()
-	otlpPort := testenv.FreePort(t)
+	otlpPort := loopback.FreePort(t)
 	tracesFile := filepath.Join(dir, "traces.jsonl")
 	metricsFile := filepath.Join(dir, "metrics.jsonl")
 	cfgFile := filepath.Join(dir, "otelcol.yaml")
@@ -125,7 +126,7 @@ service:
 	if out, err := migrate.CombinedOutput(); err != nil {
 		t.Fatalf("users migrate up: %v\n%s", err, out)
 	}
-	port := testenv.FreePort(t)
+	port := loopback.FreePort(t)
 	env = append(env,
 		"PORT="+strconv.Itoa(port),
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:"+strconv.Itoa(otlpPort),

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/syncbuf"
 	"github.com/example/users/pkg/config"
 )
@@ -73,7 +74,7 @@ func StartBouncer(tb testing.TB, server config.Database, mode string, poolSize i
 	write(tb, users, fmt.Sprintf("%q %q\n", server.User, server.Password))
 	b := &Bouncer{PoolSize: poolSize, log: &syncbuf.Buffer{}}
 	for attempt := 0; ; attempt++ {
-		b.Port = freePort(tb)
+		b.Port = loopback.FreePort(tb)
 		ini := filepath.Join(dir, "pgbouncer.ini")
 		write(tb, ini, fmt.Sprintf(`[databases]
 * = host=%s port=%d
@@ -150,16 +151,6 @@ func waitListening(port int, exited <-chan struct{}, waitErr *error) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("not listening on port %d after 10 s", port)
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func write(tb testing.TB, path, content string) {

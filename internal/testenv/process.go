@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"net"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -23,15 +22,4 @@ func Binary(tb testing.TB) string {
 		tb.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/migrations"
 	"github.com/example/users/pkg/app"
@@ -73,7 +74,7 @@ func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Functi
 func Unreachable(tb testing.TB) config.Database {
 	tb.Helper()
 	cfg := pgtest.Server(tb)
-	cfg.Port = FreePort(tb)
+	cfg.Port = loopback.FreePort(tb)
 	cfg.DialTimeout = 500 * time.Millisecond
 	return cfg
 }

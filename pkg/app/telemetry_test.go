@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/app"
@@ -425,7 +426,7 @@ func TestMetricsCardinality(t *testing.T) {
 // TestMetricsAndDebugAddresses: METRICS_ADDR moves /metrics off the API's
 // port; DEBUG_ADDR serves pprof on loopback only, never on the API's port.
 func TestMetricsAndDebugAddresses(t *testing.T) {
-	mport, dport := testenv.FreePort(t), testenv.FreePort(t)
+	mport, dport := loopback.FreePort(t), loopback.FreePort(t)
 	o := observe(t, false, "METRICS_ADDR", fmt.Sprintf("127.0.0.1:%d", mport), "DEBUG_ADDR", fmt.Sprintf(":%d", dport))
 	if status, _, _ := do(t, "GET", o.url+"/metrics", ""); status != http.StatusNotFound {
 		t.Errorf("GET /metrics on the API's port = %d, want 404 when METRICS_ADDR is set", status)

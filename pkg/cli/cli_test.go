@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 )
@@ -179,7 +180,7 @@ type process struct {
 
 func startServe(t *testing.T, bin string, env map[string]string) *process {
 	t.Helper()
-	port := testenv.FreePort(t)
+	port := loopback.FreePort(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = []string{"PORT=" + strconv.Itoa(port)}
 	for k, v := range env {

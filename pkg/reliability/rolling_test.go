@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
@@ -37,7 +38,7 @@ type instance struct {
 // is ready.
 func startInstance(t *testing.T, bin, name string, cfg config.Database, env map[string]string) *instance {
 	t.Helper()
-	port := strconv.Itoa(testenv.FreePort(t))
+	port := strconv.Itoa(loopback.FreePort(t))
 	vars := pgtest.Env(cfg)
 	vars["PORT"] = port
 	for k, v := range env {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/example/users/internal/loopback"
 	"github.com/example/users/internal/pgtest"
 	"github.com/example/users/internal/testenv"
 	"github.com/example/users/pkg/config"
@@ -44,7 +45,7 @@ type server struct {
 // start execs `users serve` on a free port; the caller waits for it.
 func start(t *testing.T, bin string, cfg config.Database) *server {
 	t.Helper()
-	port := strconv.Itoa(testenv.FreePort(t))
+	port := strconv.Itoa(loopback.FreePort(t))
 	logs := filepath.Join(t.TempDir(), "serve.log")
 	f, err := os.Create(logs)
 	if err != nil {
