@@ -22,9 +22,11 @@ type Metrics struct {
 	duration metric.Float64Histogram
 	// sets caches one attribute set per label combination, so a request
 	// costs a map read, not a set built and sorted. (A sync.Map would box
-	// the key, an allocation per request.)
+	// the key, an allocation per request.) The set is kept as the slice
+	// Record's variadic parameter takes: a slice built per call escapes
+	// through the interface, an allocation per request.
 	mu   sync.RWMutex
-	sets map[labels]metric.MeasurementOption
+	sets map[labels][]metric.RecordOption
 }
 
 type labels struct {
@@ -39,13 +41,13 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
-	return &Metrics{duration: h, sets: map[labels]metric.MeasurementOption{}}, nil
+	return &Metrics{duration: h, sets: map[labels][]metric.RecordOption{}}, nil
 }
 
 func (m *Metrics) record(ctx context.Context, method, route string, status int, d time.Duration) {
 	l := labels{method: knownMethod(method), route: route, class: status / 100}
 	m.mu.RLock()
-	opt, ok := m.sets[l]
+	opts, ok := m.sets[l]
 	m.mu.RUnlock()
 	if !ok {
 		kv := []attribute.KeyValue{
@@ -55,12 +57,12 @@ func (m *Metrics) record(ctx context.Context, method, route string, status int, 
 		if route != "" {
 			kv = append(kv, semconv.HTTPRoute(route))
 		}
-		opt = metric.WithAttributeSet(attribute.NewSet(kv...))
+		opts = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
 		m.mu.Lock()
-		m.sets[l] = opt
+		m.sets[l] = opts
 		m.mu.Unlock()
 	}
-	m.duration.Record(ctx, d.Seconds(), opt)
+	m.duration.Record(ctx, d.Seconds(), opts...)
 }
 
 func knownMethod(m string) string {
