@@ -76,8 +76,22 @@ def build(tmp):
     return {"lean": [lean], "users": [users, "serve"]}, users
 
 
+def shipped():
+    """The runtime settings the image sets (the Dockerfile's ENV GOGC, which
+    func.yaml repeats): users is measured as it is deployed. lean runs with
+    Go's defaults unless LEAN_GOGC is set, to see what the same setting
+    would give it."""
+    m = re.search(r"(?m)^ENV GOGC=(\d+)$", open(os.path.join(ROOT, "Dockerfile")).read())
+    env = {"users": {"GOGC": m.group(1)} if m else {}, "lean": {}}
+    if os.environ.get("LEAN_GOGC"):
+        env["lean"]["GOGC"] = os.environ["LEAN_GOGC"]
+    return env
+
+
 def start(name, cmd, db, port):
-    env = {**os.environ, **PG, "POSTGRES_DATABASE": db, "PORT": str(port), "LOG_LEVEL": "warn"}
+    # GOGC as shipped() says, never the caller's.
+    env = {k: v for k, v in os.environ.items() if k != "GOGC"}
+    env.update(PG, POSTGRES_DATABASE=db, PORT=str(port), LOG_LEVEL="warn", **shipped()[name])
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     wait(base + "/-/ready")
@@ -113,6 +127,7 @@ def main():
     secs = sys.argv[1] if len(sys.argv) > 1 else "5"
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print("runtime settings:", {k: v or "Go's defaults" for k, v in shipped().items()})
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         cmds, users_bin = build(tmp)
