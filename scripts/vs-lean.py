@@ -13,7 +13,8 @@ lowest CPU, the highest req/s and the lowest p99 over the rounds, which
 hold up on a busy machine better than one run does. `create (event)` is
 our CloudEvent create set against lean's POST /user (lean has no
 CloudEvents). Needs wrk, psql, Go, and PostgreSQL on 127.0.0.1:5432
-(user postgres, trust), as the tests do. Prints `uptime` first and last.
+(user postgres, trust), as the tests do. Prints `uptime` first and last,
+and each service's peak RSS. users runs with the GOGC its image sets.
 """
 import json, os, re, secrets, signal, subprocess, sys, tempfile, time, urllib.request
 
@@ -80,12 +81,21 @@ def shipped():
     """The runtime settings the image sets (the Dockerfile's ENV GOGC, which
     func.yaml repeats): users is measured as it is deployed. lean runs with
     Go's defaults unless LEAN_GOGC is set, to see what the same setting
-    would give it."""
+    would give it; USERS_GOGC replaces the Dockerfile's."""
     m = re.search(r"(?m)^ENV GOGC=(\d+)$", open(os.path.join(ROOT, "Dockerfile")).read())
     env = {"users": {"GOGC": m.group(1)} if m else {}, "lean": {}}
-    if os.environ.get("LEAN_GOGC"):
-        env["lean"]["GOGC"] = os.environ["LEAN_GOGC"]
+    for k in env:  # USERS_GOGC, LEAN_GOGC: another setting, to weigh it
+        if os.environ.get(k.upper() + "_GOGC"):
+            env[k]["GOGC"] = os.environ[k.upper() + "_GOGC"]
     return env
+
+
+def peak_rss(pid):
+    """The process's peak RSS so far (VmHWM), in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def start(name, cmd, db, port):
@@ -128,7 +138,7 @@ def main():
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print("runtime settings:", {k: v or "Go's defaults" for k, v in shipped().items()})
-    res = {}
+    res, rss = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         cmds, users_bin = build(tmp)
         for rnd in range(rounds):
@@ -154,7 +164,8 @@ def main():
                                 res.setdefault((route, conns), {}).setdefault(k, []).append(
                                     ((c1 - c0) / n * 1e6, pg_delta(g0, g1) / n * 1e6, n / float(secs), p99))
             finally:
-                for p, _ in procs.values():
+                for k, (p, _) in procs.items():
+                    rss[k] = max(rss.get(k, 0.0), peak_rss(p.pid))
                     os.killpg(p.pid, signal.SIGTERM)
                     p.wait(10)
                 for db in dbs.values():
@@ -173,6 +184,7 @@ def main():
         row += [f"{max(x[2] for x in v[k]):.0f}" for k in ("lean", "users")]
         row += [f"{min(x[3] for x in v[k]):.2f}" for k in ("lean", "users")]
         print("| " + " | ".join(row) + " |")
+    print("\npeak RSS (VmHWM, highest of the rounds):", ", ".join(f"{k} {v:.1f} MB" for k, v in rss.items()))
     print("\nload after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
