@@ -57,9 +57,9 @@ LABEL org.opencontainers.image.title="users" \
       org.opencontainers.image.created="${CREATED}"
 COPY --from=build /out/users /users
 # The collector runs a quarter as often as Go's default (100): the live
-# heap is a few MB, collecting it every few MB cost 4-13 % of a request's
-# CPU, and the peak RSS grows by about 13 MB (docs/performance.md, "GOGC").
-# func.yaml sets the same; root gogc_test.go keeps them equal.
+# heap is a few MB, collecting it every few MB cost up to a quarter of a
+# request's CPU, and the peak RSS grows by about 11 MB (docs/performance.md,
+# "GOGC"). func.yaml sets the same; gogc_test.go keeps them equal.
 ENV GOGC=400
 USER 65532:65532
 EXPOSE 8080
