@@ -59,7 +59,8 @@ COPY --from=build /out/users /users
 # The collector runs a quarter as often as Go's default (100): the live
 # heap is a few MB, collecting it every few MB cost up to a quarter of a
 # request's CPU, and the peak RSS grows by about 11 MB (docs/performance.md,
-# "GOGC"). func.yaml sets the same; gogc_test.go keeps them equal.
+# "GOGC"). func.yaml sets the same (without a comment: func build rewrites
+# that file and drops comments inside it); gogc_test.go keeps them equal.
 ENV GOGC=400
 USER 65532:65532
 EXPOSE 8080
