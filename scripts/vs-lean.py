@@ -98,10 +98,10 @@ def peak_rss(pid):
     return 0.0
 
 
-def start(name, cmd, db, port):
-    # GOGC as shipped() says, never the caller's.
+def start(cmd, db, port, settings):
+    # GOGC as settings (shipped()) say, never the caller's.
     env = {k: v for k, v in os.environ.items() if k != "GOGC"}
-    env.update(PG, POSTGRES_DATABASE=db, PORT=str(port), LOG_LEVEL="warn", **shipped()[name])
+    env.update(PG, POSTGRES_DATABASE=db, PORT=str(port), LOG_LEVEL="warn", **settings)
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     wait(base + "/-/ready")
@@ -137,7 +137,8 @@ def main():
     secs = sys.argv[1] if len(sys.argv) > 1 else "5"
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print("runtime settings:", {k: v or "Go's defaults" for k, v in shipped().items()})
+    settings = shipped()
+    print("runtime settings:", {k: v or "Go's defaults" for k, v in settings.items()})
     res, rss = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         cmds, users_bin = build(tmp)
@@ -147,7 +148,7 @@ def main():
                 psql(f"CREATE DATABASE {db}")
             subprocess.run([users_bin, "migrate", "up"], env={**os.environ, **PG, "POSTGRES_DATABASE": dbs["users"]},
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs = {k: start(k, c, dbs[k], 18190 + i) for i, (k, c) in enumerate(cmds.items())}
+            procs = {k: start(c, dbs[k], 18190 + i, settings[k]) for i, (k, c) in enumerate(cmds.items())}
             try:
                 for phase in (READS, WRITES):
                     for route, path, ours, theirs in phase:
