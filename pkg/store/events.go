@@ -40,13 +40,12 @@ type EventReply struct {
 // unless a concurrent delivery of the same event holds a key it needs,
 // and that one is bounded the same way.
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return EventReply{}, fmt.Errorf("create user for event: %w", err)
 	}
-	defer s.done()
-	return s.createForEvent(ctx, key, n)
+	defer s.end(conn)
+	return s.createForEvent(ctx, conn, key, n)
 }
 
 // The statements on processed_events. createForEvent inserts the user and
@@ -70,11 +69,11 @@ const (
 // then fails the same way if it committed, or goes ahead if it did not.
 // Either way the event's record then says whether this was a redelivery,
 // answered with the reply of the first, or a name someone else holds.
-func (s *Store) createForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
+func (s *Store) createForEvent(ctx context.Context, conn *sql.Conn, key EventKey, n user.New) (EventReply, error) {
 	out := EventReply{}
 	u := user.User{Username: n.Username, Email: n.Email}
 	qctx, done := s.observe(ctx, createForEvent)
-	err := s.db.DB.QueryRowContext(qctx, createForEvent, key.Source, key.ID, n.Username, n.Email).
+	err := conn.QueryRowContext(qctx, createForEvent, key.Source, key.ID, n.Username, n.Email).
 		Scan(&out.ID, &out.Time, &u.ID, &u.CreatedAt)
 	done(err)
 	if err == nil {
@@ -87,7 +86,7 @@ func (s *Store) createForEvent(ctx context.Context, key EventKey, n user.New) (E
 	if !errors.As(err, &pgErr) || pgErr.Field('C') != "23505" {
 		return EventReply{}, fmt.Errorf("create user for event: %w", classify(err))
 	}
-	rep, rerr := s.storedReply(ctx, key)
+	rep, rerr := s.storedReply(ctx, conn, key)
 	if errors.Is(rerr, errNoEvent) {
 		// Not a redelivery: the name is someone else's.
 		return EventReply{}, fmt.Errorf("create user for event: %w", classify(err))
@@ -102,14 +101,14 @@ var errNoEvent = errors.New("no such event")
 // Its data is the user that delivery created, as stored then (rows
 // written before the single-statement create) or as the user's row holds
 // it, which no request changes.
-func (s *Store) storedReply(ctx context.Context, key EventKey) (EventReply, error) {
+func (s *Store) storedReply(ctx context.Context, conn *sql.Conn, key EventKey) (EventReply, error) {
 	out := EventReply{Duplicate: true}
 	var data sql.NullString
 	var id sql.NullInt64
 	var name, email sql.NullString
 	var created sql.NullTime
 	ctx, done := s.observe(ctx, readReply)
-	err := s.db.DB.QueryRowContext(ctx, readReply, key.Source, key.ID).
+	err := conn.QueryRowContext(ctx, readReply, key.Source, key.ID).
 		Scan(&out.ID, &data, &out.Time, &id, &name, &email, &created)
 	done(err)
 	switch {

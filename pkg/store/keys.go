@@ -66,19 +66,18 @@ func fingerprint(n user.New) []byte {
 // the TTL is as good as new. A create that fails (a taken name, say)
 // records nothing, so its retry is answered afresh.
 func (s *Store) CreateOnce(ctx context.Context, key string, n user.New) (u user.User, replayed bool, err error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return user.User{}, false, fmt.Errorf("create user once: %w", err)
 	}
-	defer s.done()
+	defer s.end(conn)
 	fp := fingerprint(n)
 	ttl := s.keys.TTL.Seconds()
 	// Most retries find the key's user at once, without a transaction.
-	if u, err := s.readKey(ctx, s.db.DB, key, ttl, fp); !errors.Is(err, errNoKey) {
+	if u, err := s.readKey(ctx, conn, key, ttl, fp); !errors.Is(err, errNoKey) {
 		return u, err == nil, err
 	}
-	tx, err := s.db.DB.BeginTx(ctx, nil)
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return user.User{}, false, fmt.Errorf("create user once: %w", classify(err))
 	}
@@ -153,13 +152,12 @@ func (s *Store) exec(ctx context.Context, q queryer, query string, args ...any) 
 // and deletes in batches, so it cannot hold requests up for long; keys
 // past their TTL count as absent whether or not it has run.
 func (s *Store) DeleteExpiredKeys(ctx context.Context, limit int) (int64, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
 	}
-	defer s.done()
-	r, err := s.exec(ctx, s.db.DB, deleteKeys, s.keys.TTL.Seconds(), limit)
+	defer s.end(conn)
+	r, err := s.exec(ctx, conn, deleteKeys, s.keys.TTL.Seconds(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("delete expired idempotency keys: %w", classify(err))
 	}

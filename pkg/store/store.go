@@ -84,25 +84,73 @@ func New(db *bun.DB, timeout time.Duration) *Store {
 	return s
 }
 
-// bounded returns ctx limited to the store's timeout.
-func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout <= 0 {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.timeout)
+// call is the context a store call's statements run under: the caller's
+// values and a deadline, the sooner of the caller's and the store's
+// timeout, but no cancellation. pgdriver (v1.2.18) honours a context only
+// through its deadline, which it puts on the socket for each write and
+// each answer; it neither watches Done nor cancels a running statement.
+// database/sql, given a context that can be done, starts a goroutine per
+// query to watch it (Rows.awaitDone), and that goroutine and its wake-ups
+// cost more than the rest of database/sql's work on a point query
+// (docs/performance.md). A caller that goes away mid-statement still has
+// its statement end at the deadline, as before.
+type call struct {
+	context.Context // context.WithoutCancel of the caller's
+	deadline        time.Time
 }
 
-// wait takes the caller's turn for a connection, first come, first served;
-// call done when the connection is back in the pool.
+func (c call) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+// begin takes the caller's turn and a pooled connection, waiting until
+// the call's deadline at most, or until ctx is done, and returns the
+// connection and the context for its statements. end gives both back.
+//
+// The connection is taken here, under a context that can be done, and
+// not by each statement under call's: database/sql waits for a
+// connection until its context is done, and connections held outside the
+// turns (the readiness check's, say) could otherwise keep a call waiting
+// past its deadline (TestQueuedCallsGiveUp).
+func (s *Store) begin(ctx context.Context) (*sql.Conn, context.Context, error) {
+	c := call{Context: context.WithoutCancel(ctx)}
+	if s.timeout > 0 {
+		c.deadline = time.Now().Add(s.timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (c.deadline.IsZero() || d.Before(c.deadline)) {
+		c.deadline = d
+	}
+	if !c.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, c.deadline)
+		defer cancel()
+	}
+	if err := s.wait(ctx); err != nil {
+		return nil, nil, fmt.Errorf("wait for a connection: %w", classify(err))
+	}
+	conn, err := s.db.DB.Conn(ctx)
+	if err != nil {
+		s.done()
+		return nil, nil, fmt.Errorf("get a connection: %w", classify(err))
+	}
+	return conn, c, nil
+}
+
+// end gives back the connection and the turn begin took.
+func (s *Store) end(conn *sql.Conn) {
+	_ = conn.Close()
+	s.done()
+}
+
+// wait takes the caller's turn for a connection, first come, first
+// served.
 func (s *Store) wait(ctx context.Context) error {
 	if s.turns == nil {
-		return nil
+		return ctx.Err()
 	}
 	select {
 	case s.turns <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("wait for a connection: %w", classify(ctx.Err()))
+		return ctx.Err()
 	}
 }
 
@@ -117,15 +165,14 @@ func (s *Store) done() {
 // is taken in any letter case gives a *user.TakenError; the unique indexes
 // decide, so concurrent creates cannot both succeed.
 func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return user.User{}, fmt.Errorf("insert user: %w", err)
 	}
-	defer s.done()
+	defer s.end(conn)
 	out := user.User{Username: u.Username, Email: u.Email}
 	ctx, done := s.observe(ctx, insertUser)
-	err := s.db.DB.QueryRowContext(ctx, insertUser, u.Username, u.Email).Scan(&out.ID, &out.CreatedAt)
+	err = conn.QueryRowContext(ctx, insertUser, u.Username, u.Email).Scan(&out.ID, &out.CreatedAt)
 	done(err)
 	if err != nil {
 		return user.User{}, fmt.Errorf("insert user: %w", classify(err))
@@ -145,15 +192,14 @@ const (
 
 // Get returns the user with id, or user.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (user.User, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return user.User{}, fmt.Errorf("get user %d: %w", id, err)
 	}
-	defer s.done()
+	defer s.end(conn)
 	var u user.User
 	ctx, done := s.observe(ctx, selectUser)
-	err := s.db.DB.QueryRowContext(ctx, selectUser, id).Scan(&u.ID, &u.Username, &u.Email, &u.CreatedAt)
+	err = conn.QueryRowContext(ctx, selectUser, id).Scan(&u.ID, &u.Username, &u.Email, &u.CreatedAt)
 	done(err)
 	if err != nil {
 		return user.User{}, fmt.Errorf("get user %d: %w", id, classify(err))
@@ -175,18 +221,11 @@ func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.
 	// statement's context is also its rows', and its deadline would cut a
 	// long stream. The driver's read timeout bounds the wait for the first
 	// row and for each next one; the request's deadline bounds the whole.
-	cctx, cancel := s.bounded(ctx)
-	if err := s.wait(cctx); err != nil {
-		cancel()
+	conn, _, err := s.begin(ctx)
+	if err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
-	defer s.done()
-	conn, err := s.db.DB.Conn(cctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("list users: %w", classify(err))
-	}
-	defer conn.Close()
+	defer s.end(conn)
 	ctx, done := s.observe(ctx, q)
 	rows, err := conn.QueryContext(ctx, q, args...)
 	// The span covers the statement's answer, not the stream: that is the
@@ -215,13 +254,12 @@ func (s *Store) List(ctx context.Context, after int64, limit int, fn func(*user.
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	if err := s.wait(ctx); err != nil {
+	conn, ctx, err := s.begin(ctx)
+	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
-	defer s.done()
-	if err := s.db.PingContext(ctx); err != nil {
+	defer s.end(conn)
+	if err := conn.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping: %w", classify(err))
 	}
 	return nil
