@@ -92,8 +92,9 @@ func New(db *bun.DB, timeout time.Duration) *Store {
 // database/sql, given a context that can be done, starts a goroutine per
 // query to watch it (Rows.awaitDone), and that goroutine and its wake-ups
 // cost more than the rest of database/sql's work on a point query
-// (docs/performance.md). A caller that goes away mid-statement still has
-// its statement end at the deadline, as before.
+// (docs/performance.md). A caller that goes away mid-statement no
+// longer has database/sql close the rows early; pgdriver never stopped
+// the statement for it, and the deadline still ends it.
 type call struct {
 	context.Context // context.WithoutCancel of the caller's
 	deadline        time.Time
