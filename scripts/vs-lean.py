@@ -67,12 +67,13 @@ def wait(url):
     raise SystemExit("not ready: " + url)
 
 
-def build(tmp):
+def build(tmp, ldflags="-s -w"):
+    """Both binaries; ldflags "" keeps the symbols a profiler names functions by."""
     users, lean = os.path.join(tmp, "users"), os.path.join(tmp, "lean")
     # GOTOOLCHAIN=auto: the release go.mod's toolchain line names, as CI builds it.
-    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", users, "./pkg/cmd/users"], cwd=ROOT, check=True,
+    subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", users, "./pkg/cmd/users"], cwd=ROOT, check=True,
                    env={**os.environ, "GOTOOLCHAIN": "auto"})
-    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", lean, "."], cwd=LEAN, check=True,
+    subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", lean, "."], cwd=LEAN, check=True,
                    env={**os.environ, "GOFLAGS": "-mod=mod"})
     return {"lean": [lean], "users": [users, "serve"]}, users
 
