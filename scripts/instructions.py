@@ -17,7 +17,7 @@ is the measure. Needs valgrind (callgrind_control) and what vs-lean.py
 needs. The dumps stay in the directory printed last, for
 `callgrind_annotate --inclusive=yes FILE`.
 """
-import http.client, importlib.util, json, os, secrets, subprocess, sys, tempfile, time
+import http.client, importlib.util, json, os, secrets, signal, subprocess, sys, tempfile
 
 spec = importlib.util.spec_from_file_location("vslean", os.path.join(os.path.dirname(os.path.abspath(__file__)), "vs-lean.py"))
 vs = importlib.util.module_from_spec(spec)
@@ -103,7 +103,7 @@ def main():
                         res.setdefault(route, {}).setdefault(k, []).append(
                             measure(p.pid, port, out, label, make, n, f"{k}{rnd}{secrets.token_hex(2)}"))
                 finally:
-                    os.killpg(p.pid, vs.signal.SIGTERM)
+                    os.killpg(p.pid, signal.SIGTERM)
                     p.wait(30)
                     vs.psql(f"DROP DATABASE {db}")
     print(f"\n{rounds} rounds of {n} requests per route, one connection; user-space instructions per request "
