@@ -307,7 +307,7 @@ func TestPooledSessionRefused(t *testing.T) {
 			if tt.refused != errors.Is(err, ErrSharedSession) {
 				t.Fatalf("Up through PgBouncer in %s mode: %v", tt.mode, err)
 			}
-			if b.Logins() == 0 {
+			if b.Logins(1) == 0 {
 				t.Fatal("nothing connected through PgBouncer")
 			}
 			check := pgtest.Open(t, direct)

@@ -129,10 +129,19 @@ func (b *Bouncer) Database(db config.Database) config.Database {
 	return pooled
 }
 
-// Logins is how many client logins PgBouncer has taken, so a test can
-// show its traffic went through it.
-func (b *Bouncer) Logins() int {
-	return strings.Count(b.log.String(), " login attempt: ")
+// Logins is how many client logins PgBouncer has logged, so a test can
+// show its traffic went through it. PgBouncer's log reaches the buffer
+// through a pipe, a little after the login: Logins waits up to 5 s for
+// at least want of them (it once read 1 of 2 on a loaded machine).
+func (b *Bouncer) Logins(want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := strings.Count(b.log.String(), " login attempt: ")
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitListening(port int, exited <-chan struct{}, waitErr *error) error {

@@ -47,7 +47,7 @@ func TestBouncerTransactionMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if pids[0] != pids[1] || b.Logins() != 2 {
-		t.Fatalf("two clients on server processes %v after %d logins, want one process and 2 logins", pids, b.Logins())
+	if n := b.Logins(2); pids[0] != pids[1] || n != 2 {
+		t.Fatalf("two clients on server processes %v after %d logins, want one process and 2 logins", pids, n)
 	}
 }

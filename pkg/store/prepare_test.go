@@ -144,8 +144,8 @@ func TestPreparedStatementsThroughPgBouncer(t *testing.T) {
 					}
 				}
 			}
-			if b.Logins() < 2 {
-				t.Fatalf("%d logins through PgBouncer, want 2", b.Logins())
+			if n := b.Logins(2); n < 2 {
+				t.Fatalf("%d logins through PgBouncer, want 2", n)
 			}
 			if !tt.fails {
 				if len(errs) > 0 {
