@@ -294,16 +294,27 @@ func TestRedeliverySequential(t *testing.T) {
 	}
 }
 
-// TestRedeliveryConcurrent delivers one event ten times at once. In the
-// "forced" case the users table is locked until all ten transactions are
-// inside PostgreSQL and waiting, so every delivery overlaps the first one
-// instead of relying on timing.
+// TestRedeliveryConcurrent delivers one event ten times at once. To one
+// service, the deliveries that arrive while the first is in flight share
+// a statement (the store's batch). In the "forced" case each goes to a
+// service of its own, as redeliveries reach different pods, and the users
+// table is locked until all ten are inside PostgreSQL and waiting, so
+// every delivery overlaps the first one instead of relying on timing.
 func TestRedeliveryConcurrent(t *testing.T) {
 	for _, forced := range []bool{false, true} {
 		for _, m := range modes {
 			t.Run(fmt.Sprintf("%s/forced=%v", m.name, forced), func(t *testing.T) {
-				srv, db, _ := testenv.Service(t, nil)
-				c := newClient(t, srv.URL+"/")
+				const n = 10
+				db, cfg := testenv.DB(t)
+				clients := make([]client.Client, n)
+				for i := range clients {
+					if i == 0 || forced {
+						srv, _ := testenv.Serve(t, cfg, nil)
+						clients[i] = newClient(t, srv.URL+"/")
+					} else {
+						clients[i] = clients[0]
+					}
+				}
 				e := createEvent(t, "concurrent", `{"username":"dave","email":"dave@example.com"}`)
 				ctx := m.with(context.Background())
 
@@ -319,13 +330,12 @@ func TestRedeliveryConcurrent(t *testing.T) {
 					}
 				}
 
-				const n = 10
 				replies := make([]string, n)
 				statuses := make([]int, n)
 				var wg sync.WaitGroup
 				for i := range n {
 					wg.Go(func() {
-						reply, res := c.Request(ctx, e)
+						reply, res := clients[i].Request(ctx, e)
 						var hr *cehttp.Result
 						if protocol.ResultAs(res, &hr) {
 							statuses[i] = hr.StatusCode

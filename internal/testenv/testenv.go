@@ -54,6 +54,14 @@ func Config(tb testing.TB, cfg config.Database) config.Config {
 func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Function) {
 	tb.Helper()
 	db, cfg := DB(tb)
+	srv, fn := Serve(tb, cfg, w)
+	return srv, db, fn
+}
+
+// Serve starts one more composed service over database cfg, as another
+// pod would: its own pool, its own store.
+func Serve(tb testing.TB, cfg config.Database, w io.Writer) (*httptest.Server, *app.Function) {
+	tb.Helper()
 	if w == nil {
 		w = io.Discard
 	}
@@ -66,7 +74,7 @@ func Service(tb testing.TB, w io.Writer) (*httptest.Server, *bun.DB, *app.Functi
 		srv.Close()
 		_ = fn.Stop(context.Background())
 	})
-	return srv, db, fn
+	return srv, fn
 }
 
 // Unreachable returns database settings whose address refuses
