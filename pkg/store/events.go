@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -35,17 +36,76 @@ type EventReply struct {
 // CreateForEvent creates user n on behalf of the event key, exactly once:
 // it returns the reply for key if the event was processed before, and
 // otherwise creates the user and records the event in one statement.
+// Events that arrive while another is being created share one statement
+// (see batcher); each gets its own outcome, as if it had been sent alone.
 //
 // The store's timeout bounds the call: its statements answer at once,
 // unless a concurrent delivery of the same event holds a key it needs,
 // and that one is bounded the same way.
 func (s *Store) CreateForEvent(ctx context.Context, key EventKey, n user.New) (EventReply, error) {
-	conn, ctx, err := s.begin(ctx)
-	if err != nil {
-		return EventReply{}, fmt.Errorf("create user for event: %w", err)
+	return s.events.do(ctx, s, eventCreate{key, n})
+}
+
+// eventCreate is what CreateForEvent is asked.
+type eventCreate struct {
+	key EventKey
+	n   user.New
+}
+
+// createForEventOne is CreateForEvent alone, on conn.
+func createForEventOne(ctx context.Context, conn *sql.Conn, p *pending[eventCreate, EventReply]) {
+	p.out, p.err = p.s.createForEvent(ctx, conn, p.in.key, p.in.n)
+}
+
+// createForEvents is the CreateForEvents of batch in one statement. It
+// fails on a unique index if any member's event was processed before or
+// its name is taken, and then each member runs alone. Each finds its row
+// by its event's key.
+func createForEvents(ctx context.Context, conn *sql.Conn, batch []*pending[eventCreate, EventReply], member func(*pending[eventCreate, EventReply]) context.Context) (err error) {
+	cols := [4][]string{}
+	for i := range cols {
+		cols[i] = make([]string, len(batch))
 	}
-	defer s.end(conn)
-	return s.createForEvent(ctx, conn, key, n)
+	for i, p := range batch {
+		cols[0][i], cols[1][i], cols[2][i], cols[3][i] = p.in.key.Source, p.in.key.ID, p.in.n.Username, p.in.n.Email
+	}
+	done := observeAll(createForEventsQuery, batch, member)
+	defer func() { done(err) }()
+	rows, err := conn.QueryContext(ctx, createForEventsQuery,
+		arrayLiteral(cols[0]), arrayLiteral(cols[1]), arrayLiteral(cols[2]), arrayLiteral(cols[3]))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	out := make([]EventReply, len(batch))
+	seen := 0
+	for rows.Next() {
+		var key EventKey
+		var rep EventReply
+		var u user.User
+		if err := rows.Scan(&key.Source, &key.ID, &rep.ID, &rep.Time, &u.ID, &u.CreatedAt); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(batch, func(p *pending[eventCreate, EventReply]) bool { return p.in.key == key })
+		if i < 0 || out[i].UserID != 0 {
+			return fmt.Errorf("a row for event %q from %q came back, which no member asked for once", key.ID, key.Source)
+		}
+		u.Username, u.Email, u.CreatedAt = batch[i].in.n.Username, batch[i].in.n.Email, u.CreatedAt.UTC()
+		rep.UserID = u.ID
+		rep.Data, _ = json.Marshal(u) // a User always marshals
+		out[i] = rep
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if seen != len(batch) {
+		return fmt.Errorf("%d rows came back for %d events", seen, len(batch))
+	}
+	for i, p := range batch {
+		p.out = out[i]
+	}
+	return nil
 }
 
 // The statements on processed_events. createForEvent inserts the user and
@@ -56,6 +116,14 @@ const (
 	createForEvent = `WITH u AS (INSERT INTO users (username, email) VALUES ($3, $4) RETURNING id, created_at),
 	e AS (INSERT INTO processed_events (source, id, user_id) SELECT $1, $2, id FROM u RETURNING reply_id, processed_at)
 	SELECT e.reply_id, e.processed_at, u.id, u.created_at FROM e, u`
+	// createForEventsQuery is a batch's: the members' rows, each user
+	// and its event's record joined by the username, which the unique
+	// index makes one row's.
+	createForEventsQuery = `WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS i (source, id, username, email)),
+	u AS (INSERT INTO users (username, email) SELECT username, email FROM i RETURNING id, username, created_at),
+	e AS (INSERT INTO processed_events (source, id, user_id) SELECT i.source, i.id, u.id FROM i JOIN u USING (username)
+		RETURNING source, id, user_id, reply_id, processed_at)
+	SELECT e.source, e.id, e.reply_id, e.processed_at, u.id, u.created_at FROM e JOIN u ON u.id = e.user_id`
 	readReply = `SELECT e.reply_id, e.reply_data, e.processed_at, u.id, u.username, u.email, u.created_at
 	FROM processed_events e LEFT JOIN users u ON u.id = e.user_id WHERE e.source = $1 AND e.id = $2`
 )

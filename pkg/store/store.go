@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,11 @@ type Store struct {
 	// come, first served. Nil when the pool is unbounded.
 	turns chan struct{}
 	keys  Idempotency
+	// The batches of Create and CreateForEvent (see batcher), shared by
+	// the copies WithQueryHook and WithIdempotency make: they use the
+	// same pool.
+	creates *batcher[user.New, user.User]
+	events  *batcher[eventCreate, EventReply]
 }
 
 // WithQueryHook returns a Store whose statements are reported to hook,
@@ -78,6 +84,8 @@ func (s *Store) observe(ctx context.Context, query string) (context.Context, fun
 // for db's connections in the order they arrive (see Store.turns).
 func New(db *bun.DB, timeout time.Duration) *Store {
 	s := &Store{db: db, timeout: timeout, keys: Idempotency{TTL: 24 * time.Hour, Wait: 2 * time.Second}}
+	s.creates = &batcher[user.New, user.User]{what: "insert user", one: createOne, many: createMany}
+	s.events = &batcher[eventCreate, EventReply]{what: "create user for event", one: createForEventOne, many: createForEvents}
 	if n := db.DB.Stats().MaxOpenConnections; n > 0 {
 		s.turns = make(chan struct{}, n)
 	}
@@ -164,28 +172,74 @@ func (s *Store) done() {
 
 // Create inserts u and returns the stored user. A username or email that
 // is taken in any letter case gives a *user.TakenError; the unique indexes
-// decide, so concurrent creates cannot both succeed.
+// decide, so concurrent creates cannot both succeed. Creates that arrive
+// while another is in flight share one statement (see batcher); each
+// gets its own outcome, as if it had been sent alone.
 func (s *Store) Create(ctx context.Context, u user.New) (user.User, error) {
-	conn, ctx, err := s.begin(ctx)
-	if err != nil {
-		return user.User{}, fmt.Errorf("insert user: %w", err)
-	}
-	defer s.end(conn)
-	out := user.User{Username: u.Username, Email: u.Email}
-	ctx, done := s.observe(ctx, insertUser)
-	err = conn.QueryRowContext(ctx, insertUser, u.Username, u.Email).Scan(&out.ID, &out.CreatedAt)
+	return s.creates.do(ctx, s, u)
+}
+
+// createOne is Create alone, on conn.
+func createOne(ctx context.Context, conn *sql.Conn, p *pending[user.New, user.User]) {
+	out := user.User{Username: p.in.Username, Email: p.in.Email}
+	ctx, done := p.s.observe(ctx, insertUser)
+	err := conn.QueryRowContext(ctx, insertUser, p.in.Username, p.in.Email).Scan(&out.ID, &out.CreatedAt)
 	done(err)
 	if err != nil {
-		return user.User{}, fmt.Errorf("insert user: %w", classify(err))
+		p.err = fmt.Errorf("insert user: %w", classify(err))
+		return
 	}
 	out.CreatedAt = out.CreatedAt.UTC()
-	return out, nil
+	p.out = out
+}
+
+// createMany is the Creates of batch in one statement. Each member finds
+// its row by its username: the unique index makes it one row's.
+func createMany(ctx context.Context, conn *sql.Conn, batch []*pending[user.New, user.User], member func(*pending[user.New, user.User]) context.Context) (err error) {
+	names, emails := make([]string, len(batch)), make([]string, len(batch))
+	for i, p := range batch {
+		names[i], emails[i] = p.in.Username, p.in.Email
+	}
+	done := observeAll(insertUsers, batch, member)
+	defer func() { done(err) }()
+	rows, err := conn.QueryContext(ctx, insertUsers, arrayLiteral(names), arrayLiteral(emails))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	out := make([]user.User, len(batch))
+	seen := 0
+	for rows.Next() {
+		var u user.User
+		if err := rows.Scan(&u.ID, &u.Username, &u.CreatedAt); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(batch, func(p *pending[user.New, user.User]) bool { return p.in.Username == u.Username })
+		if i < 0 || out[i].ID != 0 {
+			return fmt.Errorf("a row for %q came back, which no member asked for once", u.Username)
+		}
+		out[i] = user.User{ID: u.ID, Username: u.Username, Email: batch[i].in.Email, CreatedAt: u.CreatedAt.UTC()}
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if seen != len(batch) {
+		return fmt.Errorf("%d rows came back for %d users", seen, len(batch))
+	}
+	for i, p := range batch {
+		p.out = out[i]
+	}
+	return nil
 }
 
 // The statements on users. The list's id order comes from the primary
 // key's index: an index scan whose first row comes at once, no sort.
+// insertUsers is a batch's: unnest keeps the arrays' order, and its
+// arrays are text[] literals (arrayLiteral).
 const (
 	insertUser     = "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id, created_at"
+	insertUsers    = "INSERT INTO users (username, email) SELECT * FROM unnest($1::text[], $2::text[]) RETURNING id, username, created_at"
 	selectUser     = "SELECT id, username, email, created_at FROM users WHERE id = $1"
 	listUsers      = "SELECT id, username, email, created_at FROM users WHERE id > $1 ORDER BY id"
 	listUsersLimit = listUsers + " LIMIT $2"
