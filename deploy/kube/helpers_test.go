@@ -588,6 +588,9 @@ type loadStats struct {
 	CreatedIDs   []int64  `json:"created_ids"`
 	Failures     []string `json:"failures"`
 	Stopped      bool     `json:"stopped"`
+	// appErrors are the web pods' warning and error log lines while the
+	// load ran, printed if it failed: which error a 503 was.
+	appErrors []string
 }
 
 // load starts kubeload in a pod of namespace against url (with Host
@@ -623,6 +626,7 @@ spec:
 `, namespace, name, k.loadImage, url, host, writers, k.runID))
 	k.run(2*time.Minute, "", "kubectl", "-n", namespace, "wait", "pod/"+name, "--for=condition=Ready", "--timeout=90s")
 	ctl := k.forward(namespace, "pod/"+name, 8080)
+	appErrors := k.follow(namespace, webPods, `"level":"(WARN|ERROR)"`)
 	get := func(path string) loadStats {
 		a := call(k.t, http.MethodGet, ctl+path, "", nil, "")
 		var s loadStats
@@ -642,6 +646,7 @@ spec:
 		k.t.Helper()
 		s := get("/stop")
 		k.kubectl("-n", namespace, "delete", "pod", name, "--wait=false")
+		s.appErrors = appErrors()
 		k.t.Logf("load %s: %d reads ok, %d failed; %d writes ok, %d failed", name, s.ReadsOK, s.ReadsFailed, s.WritesOK, s.WritesFailed)
 		for _, f := range s.Failures {
 			k.t.Log("  " + f)
@@ -650,10 +655,66 @@ spec:
 	}
 }
 
+// follow collects the lines of the logs of namespace's pods matching
+// selector (the ones running now) that match re, until the returned
+// function is called; it returns them.
+func (k *kube) follow(namespace, selector, re string) func() []string {
+	k.t.Helper()
+	match := regexp.MustCompile(re)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "logs", "--follow", "--selector", selector,
+		"--all-containers", "--prefix", "--timestamps", "--since=1s", "--max-log-requests=20")
+	cmd.Env = k.env
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		lines []string
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if match.MatchString(sc.Text()) {
+				mu.Lock()
+				if len(lines) < 100 {
+					lines = append(lines, sc.Text())
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	stop := func() []string {
+		cancel()
+		<-done
+		_ = cmd.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return lines
+	}
+	k.t.Cleanup(func() { stop() })
+	return stop
+}
+
 // checkLoad requires no failed request and every 201 to be in the database.
 func (k *kube) checkLoad(s loadStats, database string) {
 	k.t.Helper()
 	if s.ReadsFailed+s.WritesFailed > 0 {
+		// What the pods and PostgreSQL said meanwhile, so a failure that
+		// does not come back locally can be read from this log.
+		for _, l := range s.appErrors {
+			k.t.Log("  web pod: " + l)
+		}
+		if out, err := k.try(30*time.Second, "", "kubectl", "-n", dbNamespace, "logs", "deploy/postgresql", "--since=10m", "--timestamps"); err == nil {
+			k.t.Log("PostgreSQL's log, the last 10 minutes:\n" + out)
+		}
 		k.t.Fatalf("%d reads and %d writes failed (first: %v)", s.ReadsFailed, s.WritesFailed, s.Failures)
 	}
 	if s.ReadsOK == 0 || s.WritesOK == 0 {
