@@ -15,11 +15,11 @@ import (
 
 // batcher gathers the calls that arrive while one is in flight and sends
 // them as one statement when it ends: group commit. A statement and its
-// commit cost PostgreSQL about four times what one more row in it does
-// (docs/performance.md: 294–332 µs of its CPU for a single-row INSERT,
-// 65–68 µs per row in one of eight), so under concurrent creates it does
-// a fraction of the work, and a call that arrives alone goes at once, by
-// the statement it always had.
+// commit cost PostgreSQL several times what one more row in it does
+// (docs/performance.md, "Group commit": 105–114 µs of its CPU for a
+// single-row INSERT, 36–42 µs per row in one of eight), so under
+// concurrent creates it does a fraction of the work, and a call that
+// arrives alone goes at once, by the statement it always had.
 //
 // No goroutine runs the batches. The call that finds none in flight
 // leads: it runs its own; when that ends it hands the queue, oldest first,
