@@ -189,6 +189,38 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	}
 }
 
+// gather reads a batch statement's rows into its members' outcomes. row
+// scans one and returns the member it answers, by index (-1: none), and
+// that member's outcome. Unless every member is answered exactly once,
+// gather sets nothing and returns an error.
+func gather[In, Out any](rows *sql.Rows, batch []*pending[In, Out], row func(*sql.Rows) (int, Out, error)) error {
+	defer rows.Close()
+	out := make([]Out, len(batch))
+	answered := make([]bool, len(batch))
+	seen := 0
+	for rows.Next() {
+		i, o, err := row(rows)
+		if err != nil {
+			return err
+		}
+		if i < 0 || answered[i] {
+			return errors.New("a row came back that no member asked for once")
+		}
+		out[i], answered[i] = o, true
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if seen != len(batch) {
+		return fmt.Errorf("%d rows came back for %d members", seen, len(batch))
+	}
+	for i, p := range batch {
+		p.out = out[i]
+	}
+	return nil
+}
+
 // observeAll reports query to the hook for each member of batch, under
 // member's context; call the returned function with the outcome.
 func observeAll[In, Out any](query string, batch []*pending[In, Out], member func(*pending[In, Out]) context.Context) func(error) {

@@ -76,36 +76,21 @@ func createForEvents(ctx context.Context, conn *sql.Conn, batch []*pending[event
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	out := make([]EventReply, len(batch))
-	seen := 0
-	for rows.Next() {
+	return gather(rows, batch, func(rows *sql.Rows) (int, EventReply, error) {
 		var key EventKey
 		var rep EventReply
 		var u user.User
 		if err := rows.Scan(&key.Source, &key.ID, &rep.ID, &rep.Time, &u.ID, &u.CreatedAt); err != nil {
-			return err
+			return 0, rep, err
 		}
 		i := slices.IndexFunc(batch, func(p *pending[eventCreate, EventReply]) bool { return p.in.key == key })
-		if i < 0 || out[i].UserID != 0 {
-			return fmt.Errorf("a row for event %q from %q came back, which no member asked for once", key.ID, key.Source)
+		if i >= 0 {
+			u.Username, u.Email, u.CreatedAt = batch[i].in.n.Username, batch[i].in.n.Email, u.CreatedAt.UTC()
+			rep.UserID = u.ID
+			rep.Data, _ = json.Marshal(u) // a User always marshals
 		}
-		u.Username, u.Email, u.CreatedAt = batch[i].in.n.Username, batch[i].in.n.Email, u.CreatedAt.UTC()
-		rep.UserID = u.ID
-		rep.Data, _ = json.Marshal(u) // a User always marshals
-		out[i] = rep
-		seen++
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if seen != len(batch) {
-		return fmt.Errorf("%d rows came back for %d events", seen, len(batch))
-	}
-	for i, p := range batch {
-		p.out = out[i]
-	}
-	return nil
+		return i, rep, nil
+	})
 }
 
 // The statements on processed_events. createForEvent inserts the user and

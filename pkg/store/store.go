@@ -206,31 +206,17 @@ func createMany(ctx context.Context, conn *sql.Conn, batch []*pending[user.New, 
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	out := make([]user.User, len(batch))
-	seen := 0
-	for rows.Next() {
+	return gather(rows, batch, func(rows *sql.Rows) (int, user.User, error) {
 		var u user.User
 		if err := rows.Scan(&u.ID, &u.Username, &u.CreatedAt); err != nil {
-			return err
+			return 0, u, err
 		}
 		i := slices.IndexFunc(batch, func(p *pending[user.New, user.User]) bool { return p.in.Username == u.Username })
-		if i < 0 || out[i].ID != 0 {
-			return fmt.Errorf("a row for %q came back, which no member asked for once", u.Username)
+		if i >= 0 {
+			u.Email, u.CreatedAt = batch[i].in.Email, u.CreatedAt.UTC()
 		}
-		out[i] = user.User{ID: u.ID, Username: u.Username, Email: batch[i].in.Email, CreatedAt: u.CreatedAt.UTC()}
-		seen++
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if seen != len(batch) {
-		return fmt.Errorf("%d rows came back for %d users", seen, len(batch))
-	}
-	for i, p := range batch {
-		p.out = out[i]
-	}
-	return nil
+		return i, u, nil
+	})
 }
 
 // The statements on users. The list's id order comes from the primary
