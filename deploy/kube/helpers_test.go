@@ -296,20 +296,28 @@ type watch struct {
 	done   sync.WaitGroup
 }
 
+// background starts kubectl args, ended with ctx, and returns it and its
+// output; the caller reads the output to its end and then waits for it.
+func (k *kube) background(ctx context.Context, args ...string) (*exec.Cmd, io.Reader) {
+	k.t.Helper()
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = k.env
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	return cmd, out
+}
+
 func (k *kube) watch(namespace string, kinds ...string) *watch {
 	k.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watch{cancel: cancel}
 	for _, kind := range append([]string{"pods", "jobs"}, kinds...) {
-		cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "get", kind, "--watch", "--output-watch-events", "-o", "json")
-		cmd.Env = k.env
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			k.t.Fatal(err)
-		}
+		cmd, out := k.background(ctx, "-n", namespace, "get", kind, "--watch", "--output-watch-events", "-o", "json")
 		w.done.Add(1)
 		go func() {
 			defer w.done.Done()
@@ -324,6 +332,7 @@ func (k *kube) watch(namespace string, kinds ...string) *watch {
 					return
 				}
 				s := watched{at: time.Now()}
+				var err error
 				switch kind {
 				case "pods":
 					s.kind = "Pod"
@@ -662,16 +671,8 @@ func (k *kube) follow(namespace, selector, re string) func() []string {
 	k.t.Helper()
 	match := regexp.MustCompile(re)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "logs", "--follow", "--selector", selector,
+	cmd, out := k.background(ctx, "-n", namespace, "logs", "--follow", "--selector", selector,
 		"--all-containers", "--prefix", "--timestamps", "--since=1s", "--max-log-requests=20")
-	cmd.Env = k.env
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		k.t.Fatal(err)
-	}
 	var (
 		mu    sync.Mutex
 		lines []string
