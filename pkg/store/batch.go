@@ -47,7 +47,10 @@ const maxBatch = 64
 type pending[In, Out any] struct {
 	s   *Store // the copy that was called, for its query hook
 	ctx context.Context
-	in  In
+	// deadline is when the call must end, set as it arrives: the time it
+	// waits in the queue counts against the store's timeout.
+	deadline time.Time
+	in       In
 	// wake carries one message: the outcome is in out and err, or, when
 	// lead is set, the caller is to run lead, a batch it heads.
 	wake chan struct{}
@@ -59,7 +62,7 @@ type pending[In, Out any] struct {
 // do runs in alone or in a batch and returns its own outcome, as if it
 // had been sent alone.
 func (b *batcher[In, Out]) do(ctx context.Context, s *Store, in In) (Out, error) {
-	p := &pending[In, Out]{s: s, ctx: ctx, in: in}
+	p := &pending[In, Out]{s: s, ctx: ctx, deadline: s.deadline(ctx), in: in}
 	b.mu.Lock()
 	if !b.running {
 		b.running = true
@@ -70,8 +73,23 @@ func (b *batcher[In, Out]) do(ctx context.Context, s *Store, in In) (Out, error)
 	p.wake = make(chan struct{}, 1)
 	b.queue = append(b.queue, p)
 	b.mu.Unlock()
+	// The store's timeout is not ctx's: a timer ends the wait at the
+	// call's deadline, so a statement in flight that never answers (a
+	// silent database) cannot hold the queue past it.
+	var expired <-chan time.Time
+	if !p.deadline.IsZero() {
+		t := time.NewTimer(time.Until(p.deadline))
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case <-p.wake:
+	case <-expired:
+		if b.remove(p) {
+			var zero Out
+			return zero, fmt.Errorf("%s: wait for a connection: %w", b.what, classify(context.DeadlineExceeded))
+		}
+		<-p.wake
 	case <-ctx.Done():
 		if b.remove(p) {
 			var zero Out
@@ -126,7 +144,7 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	if len(batch) == 1 {
 		// Alone, the call is the caller's own, as any other store call.
 		p := batch[0]
-		conn, ctx, err := s.begin(p.ctx)
+		conn, ctx, err := s.beginBy(p.ctx, p.deadline)
 		if err != nil {
 			p.err = fmt.Errorf("%s: %w", b.what, err)
 			return
@@ -137,13 +155,18 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	}
 	live := make([]*pending[In, Out], 0, len(batch))
 	var deadline time.Time
+	now := time.Now()
 	for _, p := range batch {
-		if err := p.ctx.Err(); err != nil {
+		err := p.ctx.Err()
+		if err == nil && !p.deadline.IsZero() && !now.Before(p.deadline) {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
 			p.err = fmt.Errorf("%s: wait for a connection: %w", b.what, classify(err))
 			continue
 		}
-		if d, ok := p.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
+		if !p.deadline.IsZero() && (deadline.IsZero() || p.deadline.Before(deadline)) {
+			deadline = p.deadline
 		}
 		live = append(live, p)
 	}
@@ -153,7 +176,7 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	// The batch waits for a connection and runs for all its members: not
 	// cut short when the oldest's caller goes away, but ended by the
 	// soonest deadline.
-	conn, ctx, err := s.begin(call{Context: context.WithoutCancel(live[0].ctx), deadline: deadline})
+	conn, ctx, err := s.beginBy(context.WithoutCancel(live[0].ctx), deadline)
 	if err != nil {
 		for _, p := range live {
 			p.err = fmt.Errorf("%s: %w", b.what, err)

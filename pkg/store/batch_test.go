@@ -418,3 +418,37 @@ func TestEventsInABatchGetTheirOwnAnswer(t *testing.T) {
 		t.Errorf("records %q, want %q", got, want)
 	}
 }
+
+// TestQueuedCreatesKeepTheirDeadline: a create queued behind one that
+// never answers gets its 503 when the store's timeout from its arrival
+// ends, not a timeout after the one in flight gave up.
+func TestQueuedCreatesKeepTheirDeadline(t *testing.T) {
+	db, _ := testenv.DB(t)
+	const timeout = time.Second
+	s := store.New(db, timeout)
+	blockInserts(t, db)
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Create(context.Background(), user.New{Username: "first", Email: "first@example.com"})
+		first <- err
+	}()
+	waitFor(t, "the first create waits on the lock", func() bool {
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO users%'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	arrived := time.Now()
+	_, err := s.Create(context.Background(), user.New{Username: "second", Email: "second@example.com"})
+	took := time.Since(arrived)
+	if !errors.Is(err, user.ErrUnavailable) {
+		t.Fatalf("the queued create: %v, want ErrUnavailable", err)
+	}
+	if took > timeout+timeout/2 {
+		t.Fatalf("the queued create took %v to fail, want about the store's timeout (%v)", took, timeout)
+	}
+	if err := <-first; !errors.Is(err, user.ErrUnavailable) {
+		t.Fatalf("the create in flight: %v, want ErrUnavailable", err)
+	}
+	t.Logf("the queued create failed after %v (timeout %v)", took.Round(time.Millisecond), timeout)
+}

@@ -120,13 +120,26 @@ func (c call) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZe
 // turns (the readiness check's, say) could otherwise keep a call waiting
 // past its deadline (TestQueuedCallsGiveUp).
 func (s *Store) begin(ctx context.Context) (*sql.Conn, context.Context, error) {
-	c := call{Context: context.WithoutCancel(ctx)}
+	return s.beginBy(ctx, s.deadline(ctx))
+}
+
+// deadline is when a call made now must end: the store's timeout from
+// now, or ctx's deadline if sooner. Zero: never.
+func (s *Store) deadline(ctx context.Context) time.Time {
+	var d time.Time
 	if s.timeout > 0 {
-		c.deadline = time.Now().Add(s.timeout)
+		d = time.Now().Add(s.timeout)
 	}
-	if d, ok := ctx.Deadline(); ok && (c.deadline.IsZero() || d.Before(c.deadline)) {
-		c.deadline = d
+	if cd, ok := ctx.Deadline(); ok && (d.IsZero() || cd.Before(d)) {
+		d = cd
 	}
+	return d
+}
+
+// beginBy is begin for a call that must end by deadline (zero: never),
+// which was set when it arrived.
+func (s *Store) beginBy(ctx context.Context, deadline time.Time) (*sql.Conn, context.Context, error) {
+	c := call{Context: context.WithoutCancel(ctx), deadline: deadline}
 	if !c.deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, c.deadline)
