@@ -82,22 +82,22 @@ func (b *batcher[In, Out]) do(ctx context.Context, s *Store, in In) (Out, error)
 		defer t.Stop()
 		expired = t.C
 	}
+	var gone error
 	select {
 	case <-p.wake:
 	case <-expired:
-		if b.remove(p) {
-			var zero Out
-			return zero, fmt.Errorf("%s: wait for a connection: %w", b.what, classify(context.DeadlineExceeded))
-		}
-		<-p.wake
+		gone = context.DeadlineExceeded
 	case <-ctx.Done():
+		gone = ctx.Err()
+	}
+	if gone != nil {
 		if b.remove(p) {
 			var zero Out
-			return zero, fmt.Errorf("%s: wait for a connection: %w", b.what, classify(ctx.Err()))
+			return zero, fmt.Errorf("%s: wait for a connection: %w", b.what, classify(gone))
 		}
 		// A batch took p before it could leave: its outcome, or its lead,
-		// is on the way, and the batch runs under the deadline of its
-		// oldest member, which is not later than p's.
+		// is on the way, and the batch ends by its soonest member's
+		// deadline, which is not later than p's.
 		<-p.wake
 	}
 	if p.lead != nil {
@@ -184,7 +184,6 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 		return
 	}
 	defer s.end(conn)
-	deadline, _ = ctx.Deadline()
 	// Each member's statement, or share of one, is reported to the hook
 	// under its own context, so its trace has it.
 	member := func(p *pending[In, Out]) context.Context {

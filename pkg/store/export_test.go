@@ -5,18 +5,16 @@ package store
 var Classify = classify
 
 // QueuedCreates is how many Creates wait for the batch in flight.
-func QueuedCreates(s *Store) int {
-	s.creates.mu.Lock()
-	defer s.creates.mu.Unlock()
-	return len(s.creates.queue)
+func QueuedCreates(s *Store) int { return queued(s.creates) }
+
+// QueuedEvents is how many CreateForEvents wait for the batch in flight.
+func QueuedEvents(s *Store) int { return queued(s.events) }
+
+func queued[In, Out any](b *batcher[In, Out]) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
 }
 
 // ArrayLiteral exposes arrayLiteral.
 var ArrayLiteral = arrayLiteral
-
-// QueuedEvents is how many CreateForEvents wait for the batch in flight.
-func QueuedEvents(s *Store) int {
-	s.events.mu.Lock()
-	defer s.events.mu.Unlock()
-	return len(s.events.queue)
-}
