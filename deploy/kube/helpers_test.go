@@ -673,22 +673,16 @@ func (k *kube) follow(namespace, selector, re string) func() []string {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd, out := k.background(ctx, "-n", namespace, "logs", "--follow", "--selector", selector,
 		"--all-containers", "--prefix", "--timestamps", "--since=1s", "--max-log-requests=20")
-	var (
-		mu    sync.Mutex
-		lines []string
-		done  = make(chan struct{})
-	)
+	// lines is the reader's until done is closed.
+	var lines []string
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			if match.MatchString(sc.Text()) {
-				mu.Lock()
-				if len(lines) < 100 {
-					lines = append(lines, sc.Text())
-				}
-				mu.Unlock()
+			if len(lines) < 100 && match.MatchString(sc.Text()) {
+				lines = append(lines, sc.Text())
 			}
 		}
 	}()
@@ -696,8 +690,6 @@ func (k *kube) follow(namespace, selector, re string) func() []string {
 		cancel()
 		<-done
 		_ = cmd.Wait()
-		mu.Lock()
-		defer mu.Unlock()
 		return lines
 	}
 	k.t.Cleanup(func() { stop() })
