@@ -67,6 +67,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitForInsertOnLock waits until one INSERT INTO users waits on a lock.
+func waitForInsertOnLock(t *testing.T, db *bun.DB) {
+	t.Helper()
+	waitFor(t, "an insert waits on the lock", func() bool {
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO users%'`).Scan(&n)
+		return err == nil && n == 1
+	})
+}
+
 type outcome struct {
 	u   user.User
 	err error
@@ -89,12 +100,7 @@ func queueBehind(t *testing.T, db *bun.DB, queued func() int, calls []func(conte
 		}()
 	}
 	start(0)
-	waitFor(t, "the first call waits on the lock", func() bool {
-		var n int
-		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO users%'`).Scan(&n)
-		return err == nil && n == 1
-	})
+	waitForInsertOnLock(t, db)
 	for i := 1; i < len(calls); i++ {
 		start(i)
 		waitFor(t, fmt.Sprintf("call %d is queued", i), func() bool { return queued() == i })
@@ -432,12 +438,7 @@ func TestQueuedCreatesKeepTheirDeadline(t *testing.T) {
 		_, err := s.Create(context.Background(), user.New{Username: "first", Email: "first@example.com"})
 		first <- err
 	}()
-	waitFor(t, "the first create waits on the lock", func() bool {
-		var n int
-		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO users%'`).Scan(&n)
-		return err == nil && n == 1
-	})
+	waitForInsertOnLock(t, db)
 	arrived := time.Now()
 	_, err := s.Create(context.Background(), user.New{Username: "second", Email: "second@example.com"})
 	took := time.Since(arrived)
