@@ -57,8 +57,11 @@ def psql(sql):
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qAtc", sql], check=True, stdout=subprocess.DEVNULL)
 
 
-def wait(url):
-    for _ in range(3000):
+def wait(url, secs=180):
+    # Generous: under valgrind (scripts/instructions.py) on a busy machine
+    # the service's start-up took over 30 s.
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
         try:
             if urllib.request.urlopen(url, timeout=1).status == 200:
                 return
