@@ -113,12 +113,6 @@ func (c call) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZe
 // begin takes the caller's turn and a pooled connection, waiting until
 // the call's deadline at most, or until ctx is done, and returns the
 // connection and the context for its statements. end gives both back.
-//
-// The connection is taken here, under a context that can be done, and
-// not by each statement under call's: database/sql waits for a
-// connection until its context is done, and connections held outside the
-// turns (the readiness check's, say) could otherwise keep a call waiting
-// past its deadline (TestQueuedCallsGiveUp).
 func (s *Store) begin(ctx context.Context) (*sql.Conn, context.Context, error) {
 	return s.beginBy(ctx, s.deadline(ctx))
 }
@@ -138,17 +132,30 @@ func (s *Store) deadline(ctx context.Context) time.Time {
 
 // beginBy is begin for a call that must end by deadline (zero: never),
 // which was set when it arrived.
+//
+// A call that has to queue for a turn waits under a context that ends at
+// its deadline or with ctx, and takes its connection under it too. A call
+// that finds a turn free takes its connection under its statements'
+// context, which has no timer: the context.WithDeadline was a seventh of
+// Get's instructions (docs/performance.md). Holding a turn, it
+// can wait for a connection only while one is held outside the turns,
+// and in the service only the readiness check's is, bounded by that
+// check's own timeout.
 func (s *Store) beginBy(ctx context.Context, deadline time.Time) (*sql.Conn, context.Context, error) {
 	c := call{Context: context.WithoutCancel(ctx), deadline: deadline}
-	if !c.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, c.deadline)
-		defer cancel()
+	var get context.Context = c
+	if !s.take() {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		if err := s.wait(ctx); err != nil {
+			return nil, nil, fmt.Errorf("wait for a connection: %w", classify(err))
+		}
+		get = ctx
 	}
-	if err := s.wait(ctx); err != nil {
-		return nil, nil, fmt.Errorf("wait for a connection: %w", classify(err))
-	}
-	conn, err := s.db.DB.Conn(ctx)
+	conn, err := s.db.DB.Conn(get)
 	if err != nil {
 		s.done()
 		return nil, nil, fmt.Errorf("get a connection: %w", classify(err))
@@ -162,12 +169,22 @@ func (s *Store) end(conn *sql.Conn) {
 	s.done()
 }
 
-// wait takes the caller's turn for a connection, first come, first
-// served.
-func (s *Store) wait(ctx context.Context) error {
+// take takes the caller's turn if one is free. When calls are queued
+// none is: a turn given back goes to the first of them.
+func (s *Store) take() bool {
 	if s.turns == nil {
-		return ctx.Err()
+		return true
 	}
+	select {
+	case s.turns <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the caller's turn, first come, first served.
+func (s *Store) wait(ctx context.Context) error {
 	select {
 	case s.turns <- struct{}{}:
 		return nil
@@ -176,7 +193,7 @@ func (s *Store) wait(ctx context.Context) error {
 	}
 }
 
-// done gives back the turn wait took.
+// done gives back the turn take or wait took.
 func (s *Store) done() {
 	if s.turns != nil {
 		<-s.turns

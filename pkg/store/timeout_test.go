@@ -12,21 +12,31 @@ import (
 	"github.com/example/users/pkg/user"
 )
 
-// TestQueuedCallsGiveUp: with every pooled connection taken (as when they
-// all wait on a silent database), each call fails as unavailable within
-// the store's timeout instead of queueing until the caller's deadline.
+// TestQueuedCallsGiveUp: with every turn and the pool's one connection
+// taken (as when calls all wait on a silent database; here a list whose
+// reader does not read), each call fails as unavailable within the
+// store's timeout instead of queueing until the caller's deadline.
 func TestQueuedCallsGiveUp(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	db, _ := testenv.DB(t)
 	db.SetMaxOpenConns(1)
 	s := store.New(db, timeout)
-	held, err := db.Conn(context.Background())
+	release, holding, listed := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	seed, err := s.Create(context.Background(), user.New{Username: "seed", Email: "seed@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		listed <- s.List(context.Background(), 0, 0, func(*user.User) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
 	n := user.New{Username: "queued", Email: "queued@example.com"}
 	for name, call := range map[string]func(context.Context) error{
-		"Get":    func(ctx context.Context) error { _, err := s.Get(ctx, 1); return err },
+		"Get":    func(ctx context.Context) error { _, err := s.Get(ctx, seed.ID); return err },
 		"Create": func(ctx context.Context) error { _, err := s.Create(ctx, n); return err },
 		"List": func(ctx context.Context) error {
 			return s.List(ctx, 0, 0, func(*user.User) error { return nil })
@@ -52,11 +62,35 @@ func TestQueuedCallsGiveUp(t *testing.T) {
 			}
 		})
 	}
-	if err := held.Close(); err != nil {
+	close(release)
+	if err := <-listed; err != nil {
 		t.Fatal(err)
 	}
-	if rows := testenv.CountUsers(t, db); rows != 0 {
-		t.Fatalf("%d users stored by calls that failed", rows)
+	if rows := testenv.CountUsers(t, db); rows != 1 {
+		t.Fatalf("%d users stored, want only the seed: calls that failed stored theirs", rows)
+	}
+}
+
+// TestCallWaitsForAConnectionHeldOutsideTheTurns: a call that finds a
+// turn free takes its connection without a timer of its own, so a
+// connection held outside the turns (the readiness check's, in the
+// service) delays it until it is given back, and the call then succeeds.
+func TestCallWaitsForAConnectionHeldOutsideTheTurns(t *testing.T) {
+	db, cfg := testenv.DB(t)
+	db.SetMaxOpenConns(1)
+	s := store.New(db, cfg.QueryTimeout)
+	held, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = 200 * time.Millisecond
+	time.AfterFunc(hold, func() { _ = held.Close() })
+	start := time.Now()
+	if _, err := s.Create(context.Background(), user.New{Username: "late", Email: "late@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Fatalf("created after %v, before the held connection was given back (%v)", took, hold)
 	}
 }
 
