@@ -141,7 +141,13 @@ func (s *Store) deadline(ctx context.Context) time.Time {
 // can wait for a connection only while one is held outside the turns,
 // and in the service only the readiness check's is, bounded by that
 // check's own timeout.
+//
+// A call whose deadline has passed fails here: its statement would time
+// out at once and cost the connection (check marks it broken).
 func (s *Store) beginBy(ctx context.Context, deadline time.Time) (*sql.Conn, context.Context, error) {
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return nil, nil, fmt.Errorf("wait for a connection: %w", classify(context.DeadlineExceeded))
+	}
 	c := call{Context: context.WithoutCancel(ctx), deadline: deadline}
 	var get context.Context = c
 	if !s.take() {

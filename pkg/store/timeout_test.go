@@ -125,3 +125,27 @@ func TestListOutlastsTheTimeout(t *testing.T) {
 		t.Fatalf("the walk took %v, not several times the %v timeout: the test proves nothing", took, timeout)
 	}
 }
+
+// TestExpiredCallKeepsTheConnection: a call whose deadline has already
+// passed fails as unavailable without sending anything, so the pooled
+// connection it would have timed out on is kept.
+func TestExpiredCallKeepsTheConnection(t *testing.T) {
+	db, cfg := testenv.DB(t)
+	db.SetMaxOpenConns(1)
+	s := store.New(db, cfg.QueryTimeout)
+	u, err := s.Create(context.Background(), user.New{Username: "kept", Email: "kept@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := s.Get(ctx, u.ID); !errors.Is(err, user.ErrUnavailable) {
+		t.Fatalf("Get past its deadline: %v, want ErrUnavailable", err)
+	}
+	if st := db.Stats(); st.OpenConnections != 1 || st.Idle != 1 {
+		t.Fatalf("pool after the expired call: %d open, %d idle; want the one connection kept", st.OpenConnections, st.Idle)
+	}
+	if _, err := s.Get(context.Background(), u.ID); err != nil {
+		t.Fatal(err)
+	}
+}
