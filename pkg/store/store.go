@@ -133,14 +133,14 @@ func (s *Store) deadline(ctx context.Context) time.Time {
 // beginBy is begin for a call that must end by deadline (zero: never),
 // which was set when it arrived.
 //
-// A call that has to queue for a turn waits under a context that ends at
-// its deadline or with ctx, and takes its connection under it too. A call
-// that finds a turn free takes its connection under its statements'
-// context, which has no timer: the context.WithDeadline was a seventh of
-// Get's instructions (docs/performance.md). Holding a turn, it
-// can wait for a connection only while one is held outside the turns,
-// and in the service only the readiness check's is, bounded by that
-// check's own timeout.
+// The wait for a turn and for the connection ends at the deadline or
+// with ctx, even for a call that finds a turn free: holding a turn does
+// not keep database/sql from making it wait. Its background opener dials
+// for callers that gave up waiting, each dial holding a place in the pool
+// with no deadline but the driver's read timeout, and a wait under a
+// context that cannot be done ends only with such a dial
+// (TestSlowSilentDatabase caught creates answering 503 after 8 s, twice
+// the query timeout, docs/performance.md).
 //
 // A call whose deadline has passed fails here: its statement would time
 // out at once and cost the connection (check marks it broken).
@@ -149,19 +149,17 @@ func (s *Store) beginBy(ctx context.Context, deadline time.Time) (*sql.Conn, con
 		return nil, nil, fmt.Errorf("wait for a connection: %w", classify(context.DeadlineExceeded))
 	}
 	c := call{Context: context.WithoutCancel(ctx), deadline: deadline}
-	var get context.Context = c
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	if !s.take() {
-		if !deadline.IsZero() {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
-		}
 		if err := s.wait(ctx); err != nil {
 			return nil, nil, fmt.Errorf("wait for a connection: %w", classify(err))
 		}
-		get = ctx
 	}
-	conn, err := s.db.DB.Conn(get)
+	conn, err := s.db.DB.Conn(ctx)
 	if err != nil {
 		s.done()
 		return nil, nil, fmt.Errorf("get a connection: %w", classify(err))

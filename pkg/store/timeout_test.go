@@ -72,9 +72,9 @@ func TestQueuedCallsGiveUp(t *testing.T) {
 }
 
 // TestCallWaitsForAConnectionHeldOutsideTheTurns: a call that finds a
-// turn free takes its connection without a timer of its own, so a
-// connection held outside the turns (the readiness check's, in the
-// service) delays it until it is given back, and the call then succeeds.
+// turn free but the pool taken outside the turns (in the service, by
+// database/sql's own dials for callers that gave up) waits for a
+// connection, and succeeds once one is given back within its timeout.
 func TestCallWaitsForAConnectionHeldOutsideTheTurns(t *testing.T) {
 	db, cfg := testenv.DB(t)
 	db.SetMaxOpenConns(1)
@@ -147,5 +147,60 @@ func TestExpiredCallKeepsTheConnection(t *testing.T) {
 	}
 	if _, err := s.Get(context.Background(), u.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCallWithATurnKeepsItsDeadline: a call that finds a turn free but
+// the pool taken outside the turns for longer than the store's timeout
+// fails as unavailable at its deadline, not when the connection comes
+// back. Before the fix its wait for the connection could not end, as
+// with a silent database, where creates answered after twice the
+// timeout.
+func TestCallWithATurnKeepsItsDeadline(t *testing.T) {
+	const timeout, hold = 300 * time.Millisecond, 3 * time.Second
+	db, _ := testenv.DB(t)
+	db.SetMaxOpenConns(1)
+	s := store.New(db, timeout)
+	seed, err := s.Create(context.Background(), user.New{Username: "seed", Email: "seed@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := user.New{Username: "late", Email: "late@example.com"}
+	for _, tc := range []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, seed.ID); return err }},
+		{"Create", func(ctx context.Context) error { _, err := s.Create(ctx, n); return err }},
+		{"CreateForEvent", func(ctx context.Context) error {
+			_, err := s.CreateForEvent(ctx, store.EventKey{Source: "/t", ID: "1"}, n)
+			return err
+		}},
+		{"Ping", s.Ping},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held, err := db.Conn(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			timer := time.AfterFunc(hold, func() { _ = held.Close() })
+			defer func() {
+				if timer.Stop() {
+					_ = held.Close()
+				}
+			}()
+			start := time.Now()
+			err = tc.call(context.Background())
+			took := time.Since(start)
+			if !errors.Is(err, user.ErrUnavailable) {
+				t.Fatalf("err = %v after %v, want ErrUnavailable", err, took)
+			}
+			if took < timeout || took > timeout+time.Second {
+				t.Fatalf("gave up after %v, want the store's timeout %v (the connection came back at %v)", took, timeout, hold)
+			}
+		})
+	}
+	if rows := testenv.CountUsers(t, db); rows != 1 {
+		t.Fatalf("%d users stored, want only the seed", rows)
 	}
 }
