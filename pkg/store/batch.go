@@ -120,8 +120,26 @@ func (b *batcher[In, Out]) remove(p *pending[In, Out]) bool {
 // run runs batch, whose first member is the caller, hands the queue
 // gathered meanwhile to the caller at its head, and then tells the
 // batch's other members their outcome.
+//
+// Members whose context ended or whose deadline passed while they waited
+// are left out first and told at once, since the batch may run until a
+// later member's deadline. If the caller is one of them, the batch goes
+// to the next member, who runs it as its own, and the caller returns its
+// error now (TestSlowSilentDatabase caught an event answering 503 a
+// second after its deadline, as the caller of a batch still waiting for
+// a connection).
 func (b *batcher[In, Out]) run(s *Store, batch []*pending[In, Out]) {
-	b.exec(s, batch)
+	caller := batch[0]
+	if len(batch) > 1 {
+		if batch = b.drop(batch); len(batch) > 0 && batch[0] != caller {
+			batch[0].lead = batch
+			batch[0].wake <- struct{}{}
+			return
+		}
+	}
+	if len(batch) > 0 {
+		b.exec(s, batch)
+	}
 	b.mu.Lock()
 	k := min(len(b.queue), maxBatch)
 	next := slices.Clone(b.queue[:k])
@@ -132,14 +150,37 @@ func (b *batcher[In, Out]) run(s *Store, batch []*pending[In, Out]) {
 		next[0].lead = next
 		next[0].wake <- struct{}{}
 	}
-	for _, p := range batch[1:] {
-		p.wake <- struct{}{}
+	for _, p := range batch {
+		if p != caller {
+			p.wake <- struct{}{}
+		}
 	}
 }
 
+// drop returns batch without the members whose context ended or whose
+// deadline passed, setting each one's error and telling it, unless it is
+// the caller (batch[0]), who reads its own.
+func (b *batcher[In, Out]) drop(batch []*pending[In, Out]) []*pending[In, Out] {
+	live := make([]*pending[In, Out], 0, len(batch))
+	now := time.Now()
+	for i, p := range batch {
+		err := p.ctx.Err()
+		if err == nil && !p.deadline.IsZero() && !now.Before(p.deadline) {
+			err = context.DeadlineExceeded
+		}
+		if err == nil {
+			live = append(live, p)
+			continue
+		}
+		p.err = fmt.Errorf("%s: wait for a connection: %w", b.what, classify(err))
+		if i > 0 {
+			p.wake <- struct{}{}
+		}
+	}
+	return live
+}
+
 // exec runs batch on one connection, setting each member's out or err.
-// Members whose context ended while they waited are left out, with its
-// error.
 func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	if len(batch) == 1 {
 		// Alone, the call is the caller's own, as any other store call.
@@ -153,32 +194,18 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 		b.one(ctx, conn, p)
 		return
 	}
-	live := make([]*pending[In, Out], 0, len(batch))
 	var deadline time.Time
-	now := time.Now()
 	for _, p := range batch {
-		err := p.ctx.Err()
-		if err == nil && !p.deadline.IsZero() && !now.Before(p.deadline) {
-			err = context.DeadlineExceeded
-		}
-		if err != nil {
-			p.err = fmt.Errorf("%s: wait for a connection: %w", b.what, classify(err))
-			continue
-		}
 		if !p.deadline.IsZero() && (deadline.IsZero() || p.deadline.Before(deadline)) {
 			deadline = p.deadline
 		}
-		live = append(live, p)
-	}
-	if len(live) == 0 {
-		return
 	}
 	// The batch waits for a connection and runs for all its members: not
 	// cut short when the oldest's caller goes away, but ended by the
 	// soonest deadline.
-	conn, ctx, err := s.beginBy(context.WithoutCancel(live[0].ctx), deadline)
+	conn, ctx, err := s.beginBy(context.WithoutCancel(batch[0].ctx), deadline)
 	if err != nil {
-		for _, p := range live {
+		for _, p := range batch {
 			p.err = fmt.Errorf("%s: %w", b.what, err)
 		}
 		return
@@ -189,23 +216,19 @@ func (b *batcher[In, Out]) exec(s *Store, batch []*pending[In, Out]) {
 	member := func(p *pending[In, Out]) context.Context {
 		return call{Context: context.WithoutCancel(p.ctx), deadline: deadline}
 	}
-	if len(live) == 1 {
-		b.one(member(live[0]), conn, live[0])
-		return
-	}
-	err = b.many(ctx, conn, live, member)
+	err = b.many(ctx, conn, batch, member)
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) {
 		// PostgreSQL refused the statement for one member's row (a name
 		// taken, an event delivered before): each gets its own answer,
 		// alone.
-		for _, p := range live {
+		for _, p := range batch {
 			b.one(member(p), conn, p)
 		}
 		return
 	}
 	if err != nil {
-		for _, p := range live {
+		for _, p := range batch {
 			p.err = fmt.Errorf("%s: %w", b.what, classify(err))
 		}
 	}
