@@ -453,3 +453,89 @@ func TestQueuedCreatesKeepTheirDeadline(t *testing.T) {
 	}
 	t.Logf("the queued create failed after %v (timeout %v)", took.Round(time.Millisecond), timeout)
 }
+
+// ended is a context that has ended but never says so on Done: the store
+// learns it only from Err, as a batch does just before it runs. It stands
+// for a caller whose time ran out after the batch took it and before its
+// own wake-up, which only a loaded machine's timing gives otherwise.
+type ended struct{ context.Context }
+
+func (ended) Done() <-chan struct{} { return nil }
+func (ended) Err() error            { return context.Canceled }
+
+// takeName inserts name in a transaction left open, so that an INSERT of
+// the same name waits for it; the returned function rolls it back.
+func takeName(t *testing.T, db *bun.DB, name string) (release func()) {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO users (username, email) VALUES (?, ?)", name, name+"@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// TestEndedMemberDoesNotWaitForTheBatch: a queued create that has ended
+// by the time its batch runs, at the batch's head, returns its error at
+// once and the next member runs the batch; it does not wait while that
+// member's statement waits (here on another transaction's row for the
+// same name), and the member's create succeeds.
+func TestEndedMemberDoesNotWaitForTheBatch(t *testing.T) {
+	db, _ := testenv.DB(t)
+	s := store.New(db, 30*time.Second)
+	releaseFirst := takeName(t, db, "first")
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Create(context.Background(), user.New{Username: "first", Email: "first-2@example.com"})
+		first <- err
+	}()
+	waitForInsertOnLock(t, db)
+
+	gone := make(chan error, 1)
+	go func() {
+		_, err := s.Create(ended{context.Background()}, user.New{Username: "gone", Email: "gone@example.com"})
+		gone <- err
+	}()
+	waitFor(t, "the ended create is queued", func() bool { return store.QueuedCreates(s) == 1 })
+	next := make(chan error, 1)
+	go func() {
+		_, err := s.Create(context.Background(), user.New{Username: "next", Email: "next@example.com"})
+		next <- err
+	}()
+	waitFor(t, "the next create is queued", func() bool { return store.QueuedCreates(s) == 2 })
+
+	releaseNext := takeName(t, db, "next")
+	releaseFirst()
+	if err := <-first; err != nil {
+		t.Fatalf("the first create: %v", err)
+	}
+	select {
+	case err := <-gone:
+		if !errors.Is(err, user.ErrUnavailable) {
+			t.Fatalf("the ended create: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ended create is still waiting, for the batch it was at the head of")
+	}
+	select {
+	case err := <-next:
+		t.Fatalf("the next create ended (%v) while its name was held", err)
+	default:
+	}
+	releaseNext()
+	if err := <-next; err != nil {
+		t.Fatalf("the next create: %v", err)
+	}
+	var names []string
+	if err := db.NewSelect().Table("users").Column("username").Order("id").Scan(context.Background(), &names); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names, " "), "first next"; got != want {
+		t.Errorf("stored %q, want %q", got, want)
+	}
+}
