@@ -151,56 +151,72 @@ func TestExpiredCallKeepsTheConnection(t *testing.T) {
 }
 
 // TestCallWithATurnKeepsItsDeadline: a call that finds a turn free but
-// the pool taken outside the turns for longer than the store's timeout
-// fails as unavailable at its deadline, not when the connection comes
-// back. Before the fix its wait for the connection could not end, as
+// the pool taken outside the turns for longer than its deadline fails as
+// unavailable at that deadline, not when the connection comes back,
+// whether the deadline is the store's timeout or the caller's, if
+// sooner. Before the fix its wait for the connection could not end, as
 // with a silent database, where creates answered after twice the
 // timeout.
 func TestCallWithATurnKeepsItsDeadline(t *testing.T) {
-	const timeout, hold = 300 * time.Millisecond, 3 * time.Second
-	db, _ := testenv.DB(t)
-	db.SetMaxOpenConns(1)
-	s := store.New(db, timeout)
-	seed, err := s.Create(context.Background(), user.New{Username: "seed", Email: "seed@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := user.New{Username: "late", Email: "late@example.com"}
-	for _, tc := range []struct {
-		name string
-		call func(context.Context) error
+	const bound, hold = 300 * time.Millisecond, 3 * time.Second
+	for _, by := range []struct {
+		name    string
+		timeout time.Duration // the store's
+		ctx     func() (context.Context, context.CancelFunc)
 	}{
-		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, seed.ID); return err }},
-		{"Create", func(ctx context.Context) error { _, err := s.Create(ctx, n); return err }},
-		{"CreateForEvent", func(ctx context.Context) error {
-			_, err := s.CreateForEvent(ctx, store.EventKey{Source: "/t", ID: "1"}, n)
-			return err
+		{"store", bound, func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+		{"caller", 30 * time.Second, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), bound)
 		}},
-		{"Ping", s.Ping},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			held, err := db.Conn(context.Background())
+		t.Run(by.name, func(t *testing.T) {
+			db, _ := testenv.DB(t)
+			db.SetMaxOpenConns(1)
+			s := store.New(db, by.timeout)
+			seed, err := s.Create(context.Background(), user.New{Username: "seed", Email: "seed@example.com"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			timer := time.AfterFunc(hold, func() { _ = held.Close() })
-			defer func() {
-				if timer.Stop() {
-					_ = held.Close()
-				}
-			}()
-			start := time.Now()
-			err = tc.call(context.Background())
-			took := time.Since(start)
-			if !errors.Is(err, user.ErrUnavailable) {
-				t.Fatalf("err = %v after %v, want ErrUnavailable", err, took)
+			n := user.New{Username: "late", Email: "late@example.com"}
+			for _, tc := range []struct {
+				name string
+				call func(context.Context) error
+			}{
+				{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, seed.ID); return err }},
+				{"Create", func(ctx context.Context) error { _, err := s.Create(ctx, n); return err }},
+				{"CreateForEvent", func(ctx context.Context) error {
+					_, err := s.CreateForEvent(ctx, store.EventKey{Source: "/t", ID: "1"}, n)
+					return err
+				}},
+				{"Ping", s.Ping},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					held, err := db.Conn(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					timer := time.AfterFunc(hold, func() { _ = held.Close() })
+					defer func() {
+						if timer.Stop() {
+							_ = held.Close()
+						}
+					}()
+					ctx, cancel := by.ctx()
+					defer cancel()
+					start := time.Now()
+					err = tc.call(ctx)
+					took := time.Since(start)
+					if !errors.Is(err, user.ErrUnavailable) {
+						t.Fatalf("err = %v after %v, want ErrUnavailable", err, took)
+					}
+					if took < bound || took > bound+time.Second {
+						t.Fatalf("gave up after %v, want the deadline %v (the connection came back at %v)", took, bound, hold)
+					}
+				})
 			}
-			if took < timeout || took > timeout+time.Second {
-				t.Fatalf("gave up after %v, want the store's timeout %v (the connection came back at %v)", took, timeout, hold)
+			if rows := testenv.CountUsers(t, db); rows != 1 {
+				t.Fatalf("%d users stored, want only the seed", rows)
 			}
 		})
-	}
-	if rows := testenv.CountUsers(t, db); rows != 1 {
-		t.Fatalf("%d users stored, want only the seed", rows)
 	}
 }
