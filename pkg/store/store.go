@@ -149,12 +149,20 @@ func (s *Store) beginBy(ctx context.Context, deadline time.Time) (*sql.Conn, con
 		return nil, nil, fmt.Errorf("wait for a connection: %w", classify(context.DeadlineExceeded))
 	}
 	c := call{Context: context.WithoutCancel(ctx), deadline: deadline}
+	took := s.take()
 	if !deadline.IsZero() {
+		// With a turn, the wait is database/sql's alone: under a context
+		// the caller's going away does not end, which spares the timer's
+		// registration with the caller's.
+		parent := ctx
+		if took {
+			parent = c.Context
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		ctx, cancel = context.WithDeadline(parent, deadline)
 		defer cancel()
 	}
-	if !s.take() {
+	if !took {
 		if err := s.wait(ctx); err != nil {
 			return nil, nil, fmt.Errorf("wait for a connection: %w", classify(err))
 		}
